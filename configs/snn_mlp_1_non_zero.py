@@ -1,0 +1,15 @@
+"""snn_mlp_1_non_zero: snn_mlp_1 with layer states carried across batches (SPEC 2.2).
+
+    python train.py --config=configs/snn_mlp_1_non_zero.py
+
+Reference (SPEC 7): train 99.116, dev 98.488 (epoch 93), test 98.858 (on 9984 samples, drop_last)."""
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.experiment = "snn_mlp_1_non_zero"
+    config.model.layers = "F N(500) D F N(500) D F N(10)"
+    config.model.input_shape = (784,)
+    config.model.preserve_state = True
+    return config

@@ -1,0 +1,15 @@
+"""snn_mlp_1_poisson_input: snn_mlp_1 on Bernoulli rate-coded MNIST (p = pixel/255 per step).
+
+    python train.py --config=configs/snn_mlp_1_poisson_input.py
+
+Reference (SPEC 7): train 99.208, dev 98.628 (epoch 98), test 98.928."""
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.experiment = "snn_mlp_1_poisson_input"
+    config.model.layers = "F N(500) D F N(500) D F N(10)"
+    config.model.input_shape = (784,)
+    config.data.encoding = "poisson"
+    return config

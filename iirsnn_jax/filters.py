@@ -1,0 +1,117 @@
+"""Pure IIR filters over a whole sequence, elementwise, time-major.
+
+Every function takes `x` of shape [T, B, *F] (T steps first, then the batch, then the per-sample feature
+shape F) and coefficients that broadcast against [B, *F] (one per element of F in the networks), and returns
+the filtered sequence of the same shape with the final state. States are NamedTuples of [B, *F] arrays; a
+`None` state means zeros, the reference's initial condition.
+
+The recurrences are linear in `x` and independent of any spikes, so a layer filters its whole input
+sequence in one `lax.scan` before the weights are applied (see layers.py).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class DualExpState(NamedTuple):
+    """State of the dual-exponential IIR synapse: y[t-1] and y[t-2], each [B, *F]."""
+
+    y1: jax.Array
+    y2: jax.Array
+
+
+class LowPassState(NamedTuple):
+    """State of the first-order low-pass filter: y[t-1], [B, *F]."""
+
+    y1: jax.Array
+
+
+class OutputFilterState(NamedTuple):
+    """State of the normalised dual-exponential output filter: the two exponential traces, each [B, *F]."""
+
+    m: jax.Array
+    s: jax.Array
+
+
+def dual_exp_coefficients(tau_m: float, tau_s: float) -> tuple[float, float, float]:
+    """(alpha_1, alpha_2, beta_1) of the IIR synapse whose impulse response is dm^(k+1) - ds^(k+1)."""
+    dm, ds = math.exp(-1.0 / tau_m), math.exp(-1.0 / tau_s)
+    return dm + ds, -math.exp(-(tau_m + tau_s) / (tau_m * tau_s)), dm - ds
+
+
+def dual_exp_peak_normaliser(tau_m: float, tau_s: float) -> float:
+    """v0 = eta^(eta/(eta-1)) / (eta-1), eta = tau_m/tau_s: scales v0*(e^-t/tau_m - e^-t/tau_s) to peak 1."""
+    eta = tau_m / tau_s
+    return eta ** (eta / (eta - 1.0)) / (eta - 1.0)
+
+
+def dual_exp_iir(x, alpha_1, alpha_2, beta_1, state: DualExpState | None = None):
+    """y[t] = alpha_1 * y[t-1] + alpha_2 * y[t-2] + beta_1 * x[t].
+
+    Args:
+      x: [T, B, *F] input sequence.
+      alpha_1, alpha_2, beta_1: coefficients broadcastable to [B, *F] (one per element of F).
+      state: initial (y[-1], y[-2]); zeros when None.
+    Returns:
+      (y [T, B, *F], final DualExpState).
+    """
+    if state is None:
+        zeros = jnp.zeros(x.shape[1:], x.dtype)
+        state = DualExpState(zeros, zeros)
+    # beta_1 * x[t] does not depend on the recurrence: compute it for all steps in one fused op.
+    drive = beta_1 * x
+
+    def step(carry, drive_t):
+        y1, y2 = carry
+        y = alpha_1 * y1 + alpha_2 * y2 + drive_t
+        return DualExpState(y, y1), y
+
+    final, y = jax.lax.scan(step, state, drive)
+    return y, final
+
+
+def first_order_low_pass(x, alpha_1, state: LowPassState | None = None):
+    """y[t] = alpha_1 * y[t-1] + x[t] (no input gain, as the reference).
+
+    Args:
+      x: [T, B, *F]; alpha_1 broadcastable to [B, *F]; state: y[-1], zeros when None.
+    Returns:
+      (y [T, B, *F], final LowPassState).
+    """
+    if state is None:
+        state = LowPassState(jnp.zeros(x.shape[1:], x.dtype))
+
+    def step(carry, x_t):
+        y = alpha_1 * carry.y1 + x_t
+        return LowPassState(y), y
+
+    final, y = jax.lax.scan(step, state, x)
+    return y, final
+
+
+def dual_exp_output_filter(x, decay_m, decay_s, v0, state: OutputFilterState | None = None):
+    """out[t] = v0 * (m[t] - s[t]), m[t] = decay_m * m[t-1] + x[t], s[t] = decay_s * s[t-1] + x[t].
+
+    The peak-normalised dual-exponential kernel of the associative-memory readout (frozen constants). x[t]
+    cancels in m - s at step t, so it shows from t+1 on.
+
+    Args:
+      x: [T, B, *F]; decay_m, decay_s, v0: scalars or broadcastable to [B, *F]; state: zeros when None.
+    Returns:
+      (out [T, B, *F], final OutputFilterState).
+    """
+    if state is None:
+        zeros = jnp.zeros(x.shape[1:], x.dtype)
+        state = OutputFilterState(zeros, zeros)
+
+    def step(carry, x_t):
+        m = decay_m * carry.m + x_t
+        s = decay_s * carry.s + x_t
+        return OutputFilterState(m, s), v0 * (m - s)
+
+    final, out = jax.lax.scan(step, state, x)
+    return out, final
