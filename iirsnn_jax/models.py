@@ -45,6 +45,9 @@ class SpikingNetwork(nnx.Module):
     def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
         """cfg: the config's `model` block (ConfigDict or any object with the same attributes)."""
         self.input_shape = tuple(int(d) for d in cfg.input_shape)
+        if cfg.reference_spatial_order not in ("hw", "xy"):
+            raise ValueError(f"model.reference_spatial_order must be 'hw' or 'xy', got {cfg.reference_spatial_order!r}")
+        self.reference_spatial_order = cfg.reference_spatial_order
         dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         neuron_args = dict(tau_m=cfg.tau_m, use_bias=cfg.train_bias, reset_v=cfg.reset_v,
                            membrane_filter=cfg.membrane_filter, surrogate_name=cfg.surrogate,
