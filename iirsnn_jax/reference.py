@@ -198,7 +198,7 @@ def load_state_dict(model: SpikingNetwork, state_dict: Mapping[str, np.ndarray] 
         if tuple(current.shape) != tuple(np.shape(value)):
             raise ValueError(f"{name}.{attr}: reference value has shape {np.shape(value)} in our layout, "
                              f"the network expects {tuple(current.shape)}")
-        current.value = jnp.asarray(value, current.dtype)
+        current.set_value(jnp.asarray(value, current.dtype))
     return model
 
 

@@ -1,0 +1,24 @@
+"""iirsnn-jax: spiking networks of IIR synapse filters and threshold neurons (Fang et al., IJCAI 2020).
+
+Table of contents:
+  surrogate   spike function with surrogate gradients (`spike`, `SURROGATES`)
+  filters     pure IIR filters over a sequence (dual-exponential, first-order, output filter)
+  neurons     pure threshold-and-decaying-reset neuron over a sequence
+  layers      Flax NNX layers holding parameters
+  architecture, models   networks built from the layer string of a config
+  losses      spike-count cross-entropy, filtered-output MSE
+  layout      our [B, T, ...] layout <-> the reference's time-last layout
+  reference   load reference PyTorch state_dicts; `python -m iirsnn_jax.reference check FILE.npz`
+  experiments load configs/<experiment>.py
+"""
+from iirsnn_jax.filters import (DualExpState, LowPassState, OutputFilterState, dual_exp_iir,
+                                dual_exp_output_filter, first_order_low_pass)
+from iirsnn_jax.models import NetworkOutput, SpikingNetwork, build_model, count_trainable_parameters
+from iirsnn_jax.neurons import NeuronState, spiking_neuron
+from iirsnn_jax.surrogate import SURROGATES, spike
+
+__all__ = [
+    "DualExpState", "LowPassState", "OutputFilterState", "NeuronState", "NetworkOutput", "SpikingNetwork",
+    "SURROGATES", "build_model", "count_trainable_parameters", "dual_exp_iir", "dual_exp_output_filter",
+    "first_order_low_pass", "spike", "spiking_neuron",
+]
