@@ -1,0 +1,63 @@
+"""scikit-learn's 8x8 digits: a dataset that ships with scikit-learn, for a first run on a fresh machine.
+
+1797 images of 8x8 pixels with values 0..16 (sklearn.datasets.load_digits, no download). Fixed split of a
+permutation (torch_randperm(1797, data.split_seed)): train 1257, dev 270, test 270.
+Encodings (data.encoding): "copy": float32 value/16 at every step; "poisson": uint8 spikes with
+P = value/16 per step, keyed by (seed, split, epoch, index).
+Samples: input [B, T, 8, 8, 1], label int32 [B].
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from iirsnn_jax.data import common, encoding
+from iirsnn_jax.data.common import data_field
+
+SIZES = {"train": 1257, "dev": 270, "test": 270}
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images.astype(np.float32), digits.target.astype(np.int32)
+
+
+def split_indices(split: str, seed: int = 42) -> np.ndarray:
+    perm = common.torch_randperm(sum(SIZES.values()), seed)
+    start = {"train": 0, "dev": SIZES["train"], "test": SIZES["train"] + SIZES["dev"]}[split]
+    return perm[start:start + SIZES[split]]
+
+
+class DigitsSource:
+    name = "digits"
+
+    def __init__(self, config, split: str):
+        common.check_split(split)
+        self.split, self.seed = split, int(config.seed)
+        self.length, self.encoding = int(config.data.length), config.data.encoding
+        if self.encoding not in ("copy", "poisson"):
+            raise ValueError(f"digits supports data.encoding 'copy' or 'poisson', got {self.encoding!r}")
+        images, labels = _load()
+        keep = split_indices(split, int(data_field(config, "split_seed", 42)))
+        self.x = (images[keep] / np.float32(16.0))[..., None]  # [N, 8, 8, 1] in [0, 1]
+        self.labels = labels[keep]
+        self.num_examples = len(keep)
+
+    def get_batch(self, indices: np.ndarray, epoch: int = 0) -> dict[str, np.ndarray]:
+        indices = np.asarray(indices, np.int64)
+        x = self.x[indices]
+        if self.encoding == "copy":
+            inputs = encoding.copy_encode(x, self.length)
+        else:
+            inputs = np.stack([encoding.poisson_encode(xi, self.length, common.sample_rng(
+                self.seed, self.split, epoch, i, "poisson")) for xi, i in zip(x, indices)]) if len(indices) else \
+                np.zeros((0, self.length, 8, 8, 1), np.uint8)
+        return {"input": inputs, "label": self.labels[indices]}
+
+
+def source(config, split: str) -> DigitsSource:
+    return DigitsSource(config, split)

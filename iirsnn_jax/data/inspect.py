@@ -1,0 +1,60 @@
+"""Write the exact input the network receives for one sample, in the reference's layout, to an .npz.
+
+    python -m iirsnn_jax.data.inspect --config=configs/snn_conv_1_nmnist.py --split=train --index=0 \
+        --out=/tmp/sample.npz [--epoch=0] [--config.data.root=DIR]
+
+Keys: `input`: the sample as the pipeline yields it, converted to the reference's time-last layout
+([N, T] for vectors, [C, A1, A2, T] for frames, with (A1, A2) = (x, y) for the event cameras, see
+iirsnn_jax.layout); `label`; `index`, `epoch`, `split`; `input_ours` ([T, *S], our layout); and for the
+associative memory also `target` and `filtered_target` ([300, T]). `index` counts within the split (after
+the train/dev split), and random encodings (Poisson, augmentation, corruption) are those of `epoch`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from iirsnn_jax.data.pipeline import make_source
+from iirsnn_jax.layout import to_reference_signal
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file, e.g. configs/snn_mlp_1.py")
+_SPLIT = flags.DEFINE_enum("split", "train", ["train", "dev", "test"], "split to read")
+_INDEX = flags.DEFINE_integer("index", 0, "sample index within the split")
+_EPOCH = flags.DEFINE_integer("epoch", 0, "epoch whose random encoding to use")
+_OUT = flags.DEFINE_string("out", None, "output .npz file")
+
+
+def sample_arrays(config, split: str, index: int, epoch: int = 0) -> dict[str, np.ndarray]:
+    """The arrays that inspect writes for sample `index` of `split` (see the module docstring)."""
+    source = make_source(config, split)
+    if not 0 <= index < source.num_examples:
+        raise IndexError(f"index {index} outside the {source.num_examples} samples of split {split!r}")
+    batch = source.get_batch(np.asarray([index]), epoch)
+    order = config.model.get("reference_spatial_order", "hw")
+    x = batch["input"]
+    if x.ndim == 5 or x.ndim == 3:
+        ref = to_reference_signal(x, order)[0]
+    else:  # [1, T, *S] with another rank: flatten the features, as the network does
+        ref = to_reference_signal(x.reshape(1, x.shape[1], -1), order)[0]
+    out = {"input": ref, "input_ours": x[0], "label": np.asarray(batch["label"][0]),
+           "index": np.asarray(index), "epoch": np.asarray(epoch), "split": np.asarray(split)}
+    for key in ("target", "filtered_target"):
+        if key in batch:
+            out[key] = np.moveaxis(batch[key][0], 0, -1)  # [T, N] -> [N, T]
+    return out
+
+
+def main(argv):
+    del argv
+    if _OUT.value is None:
+        raise app.UsageError("--out=FILE.npz is required")
+    arrays = sample_arrays(_CONFIG.value, _SPLIT.value, _INDEX.value, _EPOCH.value)
+    np.savez(_OUT.value, **arrays)
+    print(f"wrote {_OUT.value}: input {arrays['input'].shape} {arrays['input'].dtype} (time last), "
+          f"label {int(arrays['label'])}")
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(main)

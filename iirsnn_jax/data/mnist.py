@@ -1,0 +1,163 @@
+"""MNIST from a TFDS data_dir or from the IDX files, encoded as the reference (SPEC 2.1, 2.3, 4.1).
+
+Where (data.root, data.source = auto | tfds | idx):
+  tfds: <root>/mnist/<version>/ as `tfds build mnist --data_dir=<root>` (or tfds.load) writes it; <root>
+        may be a bucket (gs://...). Read without TensorFlow (tfds_reader.py), back in the IDX order.
+  idx:  train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte
+        (each possibly .gz) in <root>, <root>/MNIST/raw (torchvision's layout, the reference's ./data) or
+        <root>/mnist.
+  auto: tfds if <root> holds a prepared mnist (or is a bucket), else idx.
+Splits: train = 50000 and dev = 10000 of the 60000 training images by the reference's random_split (seed 42,
+the reference's own dev set), test = the official 10000.
+Encodings (data.encoding): "copy": float32 pixel/255 at every step; "poisson": uint8 spikes with
+P = pixel/255 per step, fresh at every access (keyed by seed, split, epoch, index).
+Augmentation (data.augment, the reference's crop + rotation, augment.py) on train; the reference also
+augmented dev (SPEC 6.7), which data.augment_dev=True replicates.
+Samples: input [B, T, 28, 28, 1], label int32 [B].
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from iirsnn_jax.data import common, encoding, tfds_reader
+from iirsnn_jax.data.augment import reference_augment
+from iirsnn_jax.data.common import CorruptFileError, DatasetNotFoundError, data_field, log
+
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_DIRS = (".", "MNIST/raw", "mnist", "MNIST")
+# The first labels of the official files: proof that a TFDS copy was put back in the IDX order.
+KNOWN_FIRST_LABELS = {"train": (5, 0, 4, 1, 9, 2, 1, 3, 1, 4), "test": (7, 2, 1, 0, 4, 1, 4, 9, 5, 9)}
+HOW_TO_GET = ("Get MNIST with TFDS (`tfds build mnist --data_dir=ROOT` on a machine with network), or put the "
+              "four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+              "t10k-labels-idx1-ubyte.gz, from the MNIST distribution or any mirror) in ROOT.")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a uint8 array; CorruptFileError names it if it is damaged."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise CorruptFileError(path, f"cannot be read ({e})") from e
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise CorruptFileError(path, "not an unsigned-byte IDX file (bad magic number)")
+    ndim = data[3]
+    head = 4 + 4 * ndim
+    if len(data) < head:
+        raise CorruptFileError(path, "truncated header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    size = int(np.prod(shape))
+    if len(data) - head != size:
+        raise CorruptFileError(path, f"truncated or padded: {len(data) - head} data bytes for shape {shape}")
+    return np.frombuffer(data, np.uint8, offset=head).reshape(shape)
+
+
+def _find_idx(root: Path, name: str) -> Path | None:
+    for d in IDX_DIRS:
+        for suffix in ("", ".gz"):
+            if (root / d / (name + suffix)).is_file():
+                return root / d / (name + suffix)
+    return None
+
+
+def _find_tfds(root: str):
+    """<root>/mnist/<newest version>/ (or root itself) holding a prepared TFDS mnist, else None."""
+    from etils import epath
+
+    root_path = epath.Path(root)
+    if (root_path / "dataset_info.json").exists():
+        return root_path
+    found = [d for d in (root_path / "mnist").glob("*") if (d / "dataset_info.json").exists()] \
+        if (root_path / "mnist").exists() else []
+    if not found:
+        return None
+    return max(found, key=lambda d: tuple(int(v) if v.isdigit() else 0 for v in d.name.split(".")))
+
+
+def _read_tfds(builder_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
+    examples, info = tfds_reader.read_split(builder_dir, split)
+    images = np.stack([np.asarray(e["image"]).reshape(28, 28) for e in examples]).astype(np.uint8)
+    labels = np.asarray([int(e["label"]) for e in examples], np.int64)
+    if not info.disable_shuffling:
+        position = tfds_reader.canonical_order(split, len(labels))
+        images, labels = images[position], labels[position]
+        known = KNOWN_FIRST_LABELS[split]
+        if len(labels) in (60000, 10000) and tuple(labels[:len(known)]) != known:
+            log.warning("TFDS mnist %s: could not restore the IDX order; the dev split is not the reference's",
+                        split)
+    return images, labels
+
+
+def load_arrays(config, folder: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [N, 28, 28] and int64 labels [N] of "train" (60000) or "test" (10000), in IDX order."""
+    root, how = str(config.data.root), data_field(config, "source", "auto")
+    if how not in ("auto", "tfds", "idx"):
+        raise ValueError(f"data.source must be auto, tfds or idx, got {how!r}")
+    if how != "idx":
+        tfds_dir = _find_tfds(root)
+        if tfds_dir is not None:
+            return _read_tfds(tfds_dir, folder)
+    if how != "tfds" and "://" not in root:
+        paths = [_find_idx(Path(root), n) for n in IDX_FILES[folder]]
+        if all(p is not None for p in paths):
+            images, labels = (read_idx(p) for p in paths)
+            if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (len(images),):
+                raise CorruptFileError(paths[0], f"images {images.shape} and labels {labels.shape} do not match")
+            return images, labels.astype(np.int64)
+    looked = []
+    if how != "idx":
+        looked.append(f"a TFDS-prepared mnist in {root}/mnist/<version>/ (dataset_info.json)")
+    if how != "tfds":
+        looked += [f"{os.path.join(root, d, n)}[.gz]" for d in IDX_DIRS for n in IDX_FILES[folder]]
+    raise DatasetNotFoundError(f"MNIST {folder} set not found (data.source={how!r}); looked for:\n  " +
+                               "\n  ".join(looked) + f"\n{HOW_TO_GET}\nNothing is downloaded automatically; "
+                               "point --config.data.root=DIR at the folder that holds it.")
+
+
+class MnistSource:
+    """One split of MNIST, encoded; see the module docstring."""
+
+    name = "mnist"
+
+    def __init__(self, config, split: str, images: np.ndarray | None = None, labels: np.ndarray | None = None):
+        common.check_split(split)
+        self.split, self.seed = split, int(config.seed)
+        self.length, self.encoding = int(config.data.length), config.data.encoding
+        if self.encoding not in ("copy", "poisson"):
+            raise ValueError(f"MNIST supports data.encoding 'copy' or 'poisson', got {self.encoding!r}")
+        if images is None:
+            images, labels = load_arrays(config, "test" if split == "test" else "train")
+        if split != "test":
+            n_dev = common.reference_dev_size(len(images), 10000, 60000, int(data_field(config, "dev_size", -1)))
+            train, dev = common.split_train_dev(len(images), n_dev, int(data_field(config, "split_seed", 42)))
+            keep = train if split == "train" else dev
+            images, labels = images[keep], labels[keep]
+        self.images, self.labels = images, labels.astype(np.int32)
+        self.augment = bool(data_field(config, "augment", True)) and (
+            split == "train" or (split == "dev" and bool(data_field(config, "augment_dev", False))))
+        self.num_examples = len(self.images)
+
+    def get_batch(self, indices: np.ndarray, epoch: int = 0) -> dict[str, np.ndarray]:
+        indices = np.asarray(indices, np.int64)
+        images = self.images[indices]
+        if self.augment:
+            images = np.stack([reference_augment(img, common.sample_rng(self.seed, self.split, epoch, i, "augment"))
+                               for img, i in zip(images, indices)]) if len(indices) else images
+        x = (images.astype(np.float32) / np.float32(255.0))[..., None]  # [B, 28, 28, 1]
+        if self.encoding == "copy":
+            inputs = encoding.copy_encode(x, self.length)
+        else:
+            inputs = np.stack([encoding.poisson_encode(xi, self.length, common.sample_rng(
+                self.seed, self.split, epoch, i, "poisson")) for xi, i in zip(x, indices)]) if len(indices) else \
+                np.zeros((0, self.length, 28, 28, 1), np.uint8)
+        return {"input": inputs, "label": self.labels[indices]}
+
+
+def source(config, split: str) -> MnistSource:
+    return MnistSource(config, split)

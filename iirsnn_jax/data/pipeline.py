@@ -1,0 +1,168 @@
+"""Batching of any source: seeded epoch order, per-process slices, padding, background prefetch.
+
+`build(config, split)` returns a `Pipeline`; `pipeline.epoch(e)` iterates the batches of epoch e. Every batch
+is a dict of numpy arrays with this process's share of a global batch of `batch_size` samples:
+  input   [b, T, *S]   (b = batch_size / process_count; *S = (28, 28, 1), (34, 34, 2), (128, 128, 2), (300,),
+                        (8, 8, 1); float32 analog values or uint8 0/1 events)
+  label   int32 [b]
+  mask    bool [b]     False on padding rows (the last batch of an epoch, see below)
+  index   int32 [b]    split-local sample index, -1 on padding rows
+  target, filtered_target  float32 [b, T, 300]   (associative memory only)
+Order: a permutation of the split seeded by (config.seed, split, epoch) when shuffling (train by default),
+else 0..n-1. Global batch j holds order[j*B:(j+1)*B]; process p takes rows [p*b, (p+1)*b) of it, so the
+processes of a multi-host run read disjoint slices and together see every sample once.
+Remainder: drop_remainder drops the last partial batch (default: data.drop_remainder for train, never for
+dev/test); otherwise it is padded to full size with mask False rows (zeros), so every batch has one shape
+(one compilation) and evaluation covers every sample: weight losses and accuracies by `mask`.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from typing import Iterator
+
+import numpy as np
+
+from iirsnn_jax.data import common
+from iirsnn_jax.data.common import data_field
+
+SOURCES = ("mnist", "nmnist", "gesture", "patterns", "digits")
+
+
+def make_source(config, split: str):
+    """The Source of `split` for config.data.name (see common.Source)."""
+    name = config.data.name
+    common.check_split(split)
+    if name == "mnist":
+        from iirsnn_jax.data import mnist as module
+    elif name == "nmnist":
+        from iirsnn_jax.data import nmnist as module
+    elif name == "gesture":
+        from iirsnn_jax.data import gesture as module
+    elif name == "patterns":
+        from iirsnn_jax.data import patterns as module
+    elif name == "digits":
+        from iirsnn_jax.data import digits as module
+    else:
+        raise ValueError(f"data.name must be one of {SOURCES}, got {name!r}")
+    return module.source(config, split)
+
+
+class Pipeline:
+    """Batches of one split for one process; see the module docstring."""
+
+    def __init__(self, source, *, batch_size: int, seed: int, shuffle: bool, drop_remainder: bool,
+                 process_index: int = 0, process_count: int = 1, prefetch: int = 2):
+        if batch_size % process_count:
+            raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
+        if not 0 <= process_index < process_count:
+            raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+        self.source, self.batch_size, self.seed = source, int(batch_size), int(seed)
+        self.shuffle, self.drop_remainder, self.prefetch = shuffle, drop_remainder, int(prefetch)
+        self.process_index, self.process_count = process_index, process_count
+        self.local_batch_size = self.batch_size // process_count
+        n = source.num_examples
+        self.num_batches = n // self.batch_size if drop_remainder else math.ceil(n / self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        return self.source.num_examples
+
+    def local_indices(self, epoch: int) -> list[np.ndarray]:
+        """Per batch, this process's split-local sample indices [b] with -1 for padding rows."""
+        order = common.epoch_order(self.seed, self.source.split, epoch, self.num_examples, self.shuffle)
+        padded = np.full(self.num_batches * self.batch_size, -1, np.int64)
+        used = min(len(order), len(padded))
+        padded[:used] = order[:used]
+        batches = padded.reshape(self.num_batches, self.process_count, self.local_batch_size)
+        return list(batches[:, self.process_index])
+
+    def make_batch(self, indices: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
+        mask = indices >= 0
+        real = self.source.get_batch(indices[mask], epoch)
+        batch = {}
+        for key, value in real.items():
+            full = np.zeros((len(indices), *value.shape[1:]), value.dtype)
+            full[mask] = value
+            batch[key] = full
+        batch["mask"], batch["index"] = mask, indices.astype(np.int32)
+        return batch
+
+    def epoch(self, epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of `epoch`, made `prefetch` batches ahead in a background thread."""
+        work = self.local_indices(epoch)
+        if self.prefetch <= 0:
+            for indices in work:
+                yield self.make_batch(indices, epoch)
+            return
+        yield from _prefetched((self.make_batch(i, epoch) for i in work), self.prefetch)
+
+    def __iter__(self):
+        return self.epoch(0)
+
+    def __len__(self):
+        return self.num_batches
+
+
+_END = object()
+
+
+def _prefetched(items, depth: int):
+    """Iterate `items` from a daemon thread that stays up to `depth` items ahead; errors are re-raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as e:  # hand the error to the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=produce, daemon=True, name="iirsnn-data-prefetch")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # the consumer stopped early (break, error): let the producer end
+
+
+def build(config, split: str, *, batch_size: int | None = None, shuffle: bool | None = None,
+          drop_remainder: bool | None = None, process_index: int | None = None,
+          process_count: int | None = None, prefetch: int | None = None) -> Pipeline:
+    """The Pipeline of `split` ("train", "dev" or "test") of config.data; see the module docstring.
+
+    Defaults: batch_size = config.train.batch_size (the global batch), shuffle for train only,
+    drop_remainder = data.drop_remainder for train and False otherwise, process index and count from jax,
+    prefetch = data.prefetch.
+    """
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    train = split == "train"
+    return Pipeline(
+        make_source(config, split),
+        batch_size=int(config.train.batch_size if batch_size is None else batch_size),
+        seed=int(config.seed),
+        shuffle=train if shuffle is None else shuffle,
+        drop_remainder=(train and bool(data_field(config, "drop_remainder", False))) if drop_remainder is None
+        else drop_remainder,
+        process_index=process_index, process_count=process_count,
+        prefetch=int(data_field(config, "prefetch", 2)) if prefetch is None else prefetch)
