@@ -54,7 +54,11 @@ class FrameCache:
         if not self.packed:
             return data
         count = math.prod(self.shape)
-        return np.unpackbits(data, axis=1, count=count).reshape(len(rows), *self.shape)
+        # Unpacking the flat buffer is several times faster than np.unpackbits(axis=1); rows are whole bytes.
+        bits = np.unpackbits(data.reshape(-1)).reshape(len(rows), -1)
+        if bits.shape[1] != count:
+            bits = bits[:, :count]
+        return bits.reshape(len(rows), *self.shape)
 
     @classmethod
     def open_or_build(cls, cache_dir, name: str, files: Sequence[Path], base: Path, params: dict,

@@ -3,8 +3,8 @@
     python -m iirsnn_jax.data.inspect --config=configs/snn_conv_1_nmnist.py --split=train --index=0 \
         --out=/tmp/sample.npz [--epoch=0] [--config.data.root=DIR]
 
-Keys: `input`: the sample as the pipeline yields it, converted to the reference's time-last layout
-([N, T] for vectors, [C, A1, A2, T] for frames, with (A1, A2) = (x, y) for the event cameras, see
+Keys: `input`: the sample as the pipeline yields it, reshaped to config.model.input_shape as the network
+does and converted to the reference's time-last layout ([N, T] for vectors, [C, A1, A2, T] for frames, with (A1, A2) = (x, y) for the event cameras, see
 iirsnn_jax.layout); `label`; `index`, `epoch`, `split`; `input_ours` ([T, *S], our layout); and for the
 associative memory also `target` and `filtered_target` ([300, T]). `index` counts within the split (after
 the train/dev split), and random encodings (Poisson, augmentation, corruption) are those of `epoch`.
@@ -33,10 +33,9 @@ def sample_arrays(config, split: str, index: int, epoch: int = 0) -> dict[str, n
     batch = source.get_batch(np.asarray([index]), epoch)
     order = config.model.get("reference_spatial_order", "hw")
     x = batch["input"]
-    if x.ndim == 5 or x.ndim == 3:
-        ref = to_reference_signal(x, order)[0]
-    else:  # [1, T, *S] with another rank: flatten the features, as the network does
-        ref = to_reference_signal(x.reshape(1, x.shape[1], -1), order)[0]
+    # The network reshapes [B, T, *S] row-major to its input shape, e.g. MNIST (28, 28, 1) -> (784,).
+    shape = tuple(config.model.get("input_shape", x.shape[2:]))
+    ref = to_reference_signal(x.reshape(1, x.shape[1], *shape), order)[0]
     out = {"input": ref, "input_ours": x[0], "label": np.asarray(batch["label"][0]),
            "index": np.asarray(index), "epoch": np.asarray(epoch), "split": np.asarray(split)}
     for key in ("target", "filtered_target"):
