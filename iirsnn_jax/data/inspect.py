@@ -15,6 +15,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from iirsnn_jax.data.common import CorruptFileError, DatasetNotFoundError
 from iirsnn_jax.data.pipeline import make_source
 from iirsnn_jax.layout import to_reference_signal
 
@@ -48,7 +49,10 @@ def main(argv):
     del argv
     if _OUT.value is None:
         raise app.UsageError("--out=FILE.npz is required")
-    arrays = sample_arrays(_CONFIG.value, _SPLIT.value, _INDEX.value, _EPOCH.value)
+    try:
+        arrays = sample_arrays(_CONFIG.value, _SPLIT.value, _INDEX.value, _EPOCH.value)
+    except (DatasetNotFoundError, CorruptFileError) as e:  # a data problem, not a bug: no traceback
+        raise SystemExit(f"error: {e}") from None
     np.savez(_OUT.value, **arrays)
     print(f"wrote {_OUT.value}: input {arrays['input'].shape} {arrays['input'].dtype} (time last), "
           f"label {int(arrays['label'])}")

@@ -114,7 +114,7 @@ def load_arrays(config, folder: str) -> tuple[np.ndarray, np.ndarray]:
     if how != "idx":
         looked.append(f"a TFDS-prepared mnist in {root}/mnist/<version>/ (dataset_info.json)")
     if how != "tfds":
-        looked += [f"{os.path.join(root, d, n)}[.gz]" for d in IDX_DIRS for n in IDX_FILES[folder]]
+        looked += [f"{os.path.normpath(os.path.join(root, d, n))}[.gz]" for d in IDX_DIRS for n in IDX_FILES[folder]]
     raise DatasetNotFoundError(f"MNIST {folder} set not found (data.source={how!r}); looked for:\n  " +
                                "\n  ".join(looked) + f"\n{HOW_TO_GET}\nNothing is downloaded automatically; "
                                "point --config.data.root=DIR at the folder that holds it.")

@@ -1,5 +1,8 @@
 """Batching of any source: seeded epoch order, per-process slices, padding, background prefetch.
 
+Batches are made ahead of use by a pool of data.num_workers threads (0: up to 4), at most data.prefetch
+batches ahead, and handed out in order; a batch's content never depends on which thread made it.
+
 `build(config, split)` returns a `Pipeline`; `pipeline.epoch(e)` iterates the batches of epoch e. Every batch
 is a dict of numpy arrays with this process's share of a global batch of `batch_size` samples:
   input   [b, T, *S]   (b = batch_size / process_count; *S = (28, 28, 1), (34, 34, 2), (128, 128, 2), (300,),
@@ -17,9 +20,10 @@ dev/test); otherwise it is padded to full size with mask False rows (zeros), so 
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import math
-import queue
-import threading
+import os
 from typing import Iterator
 
 import numpy as np
@@ -53,13 +57,14 @@ class Pipeline:
     """Batches of one split for one process; see the module docstring."""
 
     def __init__(self, source, *, batch_size: int, seed: int, shuffle: bool, drop_remainder: bool,
-                 process_index: int = 0, process_count: int = 1, prefetch: int = 2):
+                 process_index: int = 0, process_count: int = 1, prefetch: int = 2, workers: int = 0):
         if batch_size % process_count:
             raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
         if not 0 <= process_index < process_count:
             raise ValueError(f"process_index {process_index} not in [0, {process_count})")
         self.source, self.batch_size, self.seed = source, int(batch_size), int(seed)
         self.shuffle, self.drop_remainder, self.prefetch = shuffle, drop_remainder, int(prefetch)
+        self.workers = int(workers) or min(4, os.cpu_count() or 1)
         self.process_index, self.process_count = process_index, process_count
         self.local_batch_size = self.batch_size // process_count
         n = source.num_examples
@@ -90,13 +95,13 @@ class Pipeline:
         return batch
 
     def epoch(self, epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """The batches of `epoch`, made `prefetch` batches ahead in a background thread."""
+        """The batches of `epoch`, made up to `prefetch` batches ahead by background threads."""
         work = self.local_indices(epoch)
         if self.prefetch <= 0:
             for indices in work:
                 yield self.make_batch(indices, epoch)
             return
-        yield from _prefetched((self.make_batch(i, epoch) for i in work), self.prefetch)
+        yield from _prefetched(lambda i: self.make_batch(i, epoch), work, self.prefetch, self.workers)
 
     def __iter__(self):
         return self.epoch(0)
@@ -105,41 +110,23 @@ class Pipeline:
         return self.num_batches
 
 
-_END = object()
-
-
-def _prefetched(items, depth: int):
-    """Iterate `items` from a daemon thread that stays up to `depth` items ahead; errors are re-raised here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce():
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_END)
-        except BaseException as e:  # hand the error to the consumer
-            q.put(e)
-
-    thread = threading.Thread(target=produce, daemon=True, name="iirsnn-data-prefetch")
-    thread.start()
+def _prefetched(make, work, depth: int, workers: int):
+    """Yield make(w) for w in work, in order, with up to `depth` batches being made ahead by `workers`
+    threads (numpy, Pillow and file reads release the GIL). Errors are raised where the batch is consumed."""
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, workers), thread_name_prefix="iirsnn-data")
+    pending: collections.deque = collections.deque()
     try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()  # the consumer stopped early (break, error): let the producer end
+        for w in work:
+            pending.append(pool.submit(make, w))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # also when the consumer stops early: drop what was not started
+        try:
+            pool.shutdown(wait=False, cancel_futures=True)
+        except Exception:  # a generator finalised while the interpreter exits finds its modules gone
+            pass
 
 
 def build(config, split: str, *, batch_size: int | None = None, shuffle: bool | None = None,
@@ -165,4 +152,5 @@ def build(config, split: str, *, batch_size: int | None = None, shuffle: bool | 
         drop_remainder=(train and bool(data_field(config, "drop_remainder", False))) if drop_remainder is None
         else drop_remainder,
         process_index=process_index, process_count=process_count,
-        prefetch=int(data_field(config, "prefetch", 2)) if prefetch is None else prefetch)
+        prefetch=int(data_field(config, "prefetch", 4)) if prefetch is None else prefetch,
+        workers=int(data_field(config, "num_workers", 0)))
