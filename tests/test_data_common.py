@@ -78,8 +78,8 @@ def test_order_is_deterministic_and_changes_with_epoch():
     first = [b["label"].tolist() for b in make().epoch(0)]
     assert first == [b["label"].tolist() for b in make().epoch(0)]
     assert first != [b["label"].tolist() for b in make().epoch(1)]
-    assert [b["label"].tolist() for b in Pipeline(_Numbers(25), batch_size=10, seed=2, shuffle=False,
-                                                  drop_remainder=True).epoch(0)] == [list(range(10)), list(range(10, 20))]
+    in_order = Pipeline(_Numbers(25), batch_size=10, seed=2, shuffle=False, drop_remainder=True)
+    assert [b["label"].tolist() for b in in_order.epoch(0)] == [list(range(10)), list(range(10, 20))]
 
 
 def test_prefetch_reraises_errors_of_the_source():

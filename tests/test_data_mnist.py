@@ -122,10 +122,14 @@ def test_copy_encoding_and_reference_split(mnist_root):
     np.testing.assert_array_equal(ref, np.repeat(images[dev_idx[2]].reshape(784, 1) / np.float32(255), 25, 1))
 
 
-def test_poisson_is_bernoulli_with_fresh_keys(mnist_root):
-    root, data, kind = mnist_root
-    if kind != "idx":
-        pytest.skip("the encoding does not depend on the file format")
+@pytest.fixture(scope="module")
+def idx_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist-idx")
+    return root, write_idx(root)
+
+
+def test_poisson_is_bernoulli_with_fresh_keys(idx_root):
+    root, data = idx_root
     config = config_for(root, "snn_mlp_1_poisson_input", augment=False)
     source = make_source(config, "test")
     x = data["t10k"][0][3].astype(np.float32) / 255
@@ -138,10 +142,8 @@ def test_poisson_is_bernoulli_with_fresh_keys(mnist_root):
     assert np.all(got[:, x == 0] == 0) and np.all(got[:, x == 1] == 1)
 
 
-def test_augmentation_on_train_only_by_default(mnist_root):
-    root, data, kind = mnist_root
-    if kind != "idx":
-        pytest.skip("the augmentation does not depend on the file format")
+def test_augmentation_on_train_only_by_default(idx_root):
+    root, data = idx_root
     config = config_for(root)
     train = make_source(config, "train")
     assert train.augment and not make_source(config, "dev").augment and not make_source(config, "test").augment

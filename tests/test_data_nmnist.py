@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iirsnn_jax.data import CorruptFileError, DatasetNotFoundError, make_source, nmnist
+from iirsnn_jax.data import CorruptFileError, DatasetNotFoundError, make_source
 from iirsnn_jax.data.inspect import sample_arrays
 from iirsnn_jax.experiments import load_config
 

@@ -4,10 +4,11 @@
         --out=/tmp/sample.npz [--epoch=0] [--config.data.root=DIR]
 
 Keys: `input`: the sample as the pipeline yields it, reshaped to config.model.input_shape as the network
-does and converted to the reference's time-last layout ([N, T] for vectors, [C, A1, A2, T] for frames, with (A1, A2) = (x, y) for the event cameras, see
-iirsnn_jax.layout); `label`; `index`, `epoch`, `split`; `input_ours` ([T, *S], our layout); and for the
-associative memory also `target` and `filtered_target` ([300, T]). `index` counts within the split (after
-the train/dev split), and random encodings (Poisson, augmentation, corruption) are those of `epoch`.
+does and converted to the reference's time-last layout ([N, T] for vectors, [C, A1, A2, T] for frames,
+with (A1, A2) = (x, y) for the event cameras, see iirsnn_jax.layout); `label`; `index`, `epoch`, `split`;
+`input_ours` ([T, *S], our layout); for the associative memory also `target` and `filtered_target`
+([300, T]). `index` counts within the split (after the train/dev split); random encodings (Poisson,
+augmentation, corruption) are those of `epoch`.
 """
 from __future__ import annotations
 
