@@ -18,7 +18,8 @@ A network is a string such as
 | O | frozen normalised dual-exponential output filter (model.output_tau_m, model.output_tau_s) |
 
 Each layer gets the name the reference gives it: a stage counter k advances at every N, C and P, filters take
-the number of the stage they feed (axon1 feeds conv1), dropout and flatten the number of the stage before.
+the number of the stage they feed (axon1 feeds conv1), dropout and flatten the number of the stage before;
+a second layer of the same kind in one stage gets a letter (axon1b).
 """
 from __future__ import annotations
 
@@ -53,6 +54,11 @@ def parse(layers: str) -> list[LayerSpec]:
             raise ValueError(f"model.layers: arguments of {token!r} must be integers") from None
         if len(args) != _ARITY[kind]:
             raise ValueError(f"model.layers: {token!r} takes {_ARITY[kind]} integer arguments, got {len(args)}")
+        # Sizes, kernels and strides must be positive, paddings non-negative (the last argument of C and P).
+        positive = args[:-1] if kind in ("C", "P") else args
+        if any(a < 1 for a in positive) or (kind in ("C", "P") and args[-1] < 0):
+            raise ValueError(f"model.layers: {token!r} needs positive sizes, kernels and strides and a "
+                             "non-negative padding")
         if kind in ("N", "C", "P"):
             name, stage = f"{_PREFIX[kind]}{stage}", stage + 1
         elif kind == "O":
@@ -61,6 +67,9 @@ def parse(layers: str) -> list[LayerSpec]:
             name = f"{_PREFIX[kind]}{stage - 1}"
         else:
             name = f"{_PREFIX[kind]}{stage}"
+        taken = {spec.name for spec in specs}
+        if name in taken and kind != "O":  # a second filter (or dropout) in the same stage: axon1b, axon1c, ...
+            name = next(f"{name}{letter}" for letter in "bcdefghijklmnopqrstuvwxyz" if f"{name}{letter}" not in taken)
         specs.append(LayerSpec(kind, args, name))
     if not specs:
         raise ValueError("model.layers is empty")

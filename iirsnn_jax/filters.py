@@ -49,6 +49,14 @@ def dual_exp_peak_normaliser(tau_m: float, tau_s: float) -> float:
     return eta ** (eta / (eta - 1.0)) / (eta - 1.0)
 
 
+def _float_input(x, *coefficients):
+    """Event inputs (bool, integer) become the coefficients' float dtype, as in the reference (SPEC 1.1)."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    return x.astype(jnp.result_type(*coefficients, jnp.float32))
+
+
 def dual_exp_iir(x, alpha_1, alpha_2, beta_1, state: DualExpState | None = None):
     """y[t] = alpha_1 * y[t-1] + alpha_2 * y[t-2] + beta_1 * x[t].
 
@@ -59,6 +67,7 @@ def dual_exp_iir(x, alpha_1, alpha_2, beta_1, state: DualExpState | None = None)
     Returns:
       (y [T, B, *F], final DualExpState).
     """
+    x = _float_input(x, alpha_1, alpha_2, beta_1)
     if state is None:
         zeros = jnp.zeros(x.shape[1:], x.dtype)
         state = DualExpState(zeros, zeros)
@@ -82,6 +91,7 @@ def first_order_low_pass(x, alpha_1, state: LowPassState | None = None):
     Returns:
       (y [T, B, *F], final LowPassState).
     """
+    x = _float_input(x, alpha_1)
     if state is None:
         state = LowPassState(jnp.zeros(x.shape[1:], x.dtype))
 
@@ -104,6 +114,7 @@ def dual_exp_output_filter(x, decay_m, decay_s, v0, state: OutputFilterState | N
     Returns:
       (out [T, B, *F], final OutputFilterState).
     """
+    x = _float_input(x, decay_m, decay_s, v0)
     if state is None:
         zeros = jnp.zeros(x.shape[1:], x.dtype)
         state = OutputFilterState(zeros, zeros)

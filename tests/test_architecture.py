@@ -147,10 +147,6 @@ def test_duplicate_layer_names_raise():
         _build("F N(3) O O", (5,))
 
 
-# Known gap: layer arguments are not range-checked. Zero strides, kernels or sizes die later in a
-# ZeroDivisionError, a negative size in a jax TypeError, and a zero pool kernel or a negative padding even
-# builds (P(0,1,0) outputs -inf everywhere). A config typo should fail with a ValueError naming the token.
-@pytest.mark.xfail(strict=True, reason="architecture.parse/models do not validate N/C/P argument ranges")
 @pytest.mark.parametrize("text,shape,token", [
     ("F C(2,3,0,1) flat F N(3)", (6, 6, 1), "C(2,3,0,1)"),  # stride 0
     ("F C(0,3,1,1) flat F N(3)", (6, 6, 1), "C(0,3,1,1)"),  # no output channels
@@ -164,3 +160,8 @@ def test_duplicate_layer_names_raise():
 def test_non_positive_layer_arguments_raise_value_error_naming_the_token(text, shape, token):
     with pytest.raises(ValueError, match=re.escape(token)):
         _build(text, shape)
+
+
+def test_second_filter_of_a_stage_gets_a_letter():
+    names = [spec.name for spec in architecture.parse("F F N(3) D D F N(2)")]
+    assert names == ["axon1", "axon1b", "dense1", "dropout1", "dropout1b", "axon2", "dense2"]

@@ -342,8 +342,6 @@ def test_peak_normaliser_makes_continuous_kernel_peak_one(taus):
     assert abs(t[np.argmax(kernel(t))] - t_star) < 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="filters: zero initial state takes x.dtype, so bool/int x gives a scan "
-                                       "carry dtype mismatch (TypeError) instead of promoting to float")
 @pytest.mark.parametrize("fn", ["dual_exp_iir", "first_order_low_pass", "dual_exp_output_filter"])
 def test_pure_filters_promote_event_input(fn):
     # SPEC 1.1: event inputs (N-MNIST, gesture) are bool; the first filter's float coefficients promote them.
