@@ -86,6 +86,8 @@ class Pipeline:
     def make_batch(self, indices: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
         mask = indices >= 0
         real = self.source.get_batch(indices[mask], epoch)
+        if mask.all():  # no padding: skip a copy of what can be hundreds of MB (gesture)
+            return {**real, "mask": mask, "index": indices.astype(np.int32)}
         batch = {}
         for key, value in real.items():
             full = np.zeros((len(indices), *value.shape[1:]), value.dtype)
