@@ -82,6 +82,13 @@ def test_order_is_deterministic_and_changes_with_epoch():
     assert [b["label"].tolist() for b in in_order.epoch(0)] == [list(range(10)), list(range(10, 20))]
 
 
+@pytest.mark.parametrize("prefetch", [0, 3])
+def test_resuming_mid_epoch_gives_the_remaining_batches(prefetch):
+    pipe = Pipeline(_Numbers(50), batch_size=8, seed=2, shuffle=True, drop_remainder=False, prefetch=prefetch)
+    whole = [b["index"].tolist() for b in pipe.epoch(3)]
+    assert [b["index"].tolist() for b in pipe.epoch(3, start_batch=4)] == whole[4:]
+
+
 def test_prefetch_reraises_errors_of_the_source():
     class Broken(_Numbers):
         def get_batch(self, indices, epoch=0):

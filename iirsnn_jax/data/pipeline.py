@@ -96,9 +96,10 @@ class Pipeline:
         batch["mask"], batch["index"] = mask, indices.astype(np.int32)
         return batch
 
-    def epoch(self, epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """The batches of `epoch`, made up to `prefetch` batches ahead by background threads."""
-        work = self.local_indices(epoch)
+    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of `epoch` from batch `start_batch` on (to resume a run mid-epoch: the batches are
+        those an uninterrupted epoch yields there), made up to `prefetch` batches ahead by background threads."""
+        work = self.local_indices(epoch)[start_batch:]
         if self.prefetch <= 0:
             for indices in work:
                 yield self.make_batch(indices, epoch)
