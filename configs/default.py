@@ -40,6 +40,18 @@ def get_config():
     data.root = "./data"  # folder that holds the dataset as TFDS, tonic or the IDX distribution lay it out
     data.length = 25  # T, time steps per sample
     data.encoding = "copy"  # copy | poisson | or | max | avg (per source, see iirsnn_jax/data)
+    data.source = "auto"  # MNIST: auto | tfds | idx
+    data.augment = True  # MNIST: the reference's crop + rotation on the train split (SPEC 4.1)
+    data.augment_dev = False  # also augment dev, as the reference did by accident (SPEC 6.7)
+    data.split_seed = 42  # seed of the reference's train/dev random_split
+    data.dev_size = -1  # -1: the reference's count (10000, or 128 for gesture), scaled down for partial copies
+    data.cache = True  # event datasets: bin every file once, keep the packed frames on disk
+    data.cache_dir = ""  # "" means <data.root>/iirsnn_cache
+    data.skip_corrupt = False  # skip and log corrupt event files instead of stopping
+    data.drop_remainder = False  # train only: drop the last partial batch instead of padding it
+    data.prefetch = 4  # batches made ahead of use in background threads
+    data.num_workers = 0  # batch and cache threads; 0 = up to 4 for batches, up to 8 for cache building
+    data.pattern_samples = 1000  # associative memory: samples per split (10 patterns x 100 corruptions)
 
     train = config.train = ml_collections.ConfigDict()
     train.loss = "cross_entropy"  # cross_entropy (on spike counts) | mse (filtered output vs target)
@@ -50,4 +62,8 @@ def get_config():
     train.gamma = 0.1
     train.batch_size = 64
     train.epochs = 100
+    train.eval_batch_size = 0  # batch size for dev/test; 0 = train.batch_size
+    train.checkpoint_every_steps = 0  # also checkpoint every N steps (0: only at the end of each epoch)
+    train.keep_checkpoints = 3  # how many of the latest checkpoints to keep (the best is kept apart)
+    train.progress_bar = True
     return config

@@ -14,4 +14,5 @@ def get_config():
     config.model.input_shape = (28, 28, 1)
     config.data.encoding = "poisson"
     config.train.batch_size = 32
+    config.data.drop_remainder = True  # the reference trained with drop_last=True
     return config

@@ -17,4 +17,5 @@ def get_config():
     config.data.length = 30
     config.data.encoding = "or"
     config.train.batch_size = 48
+    config.data.drop_remainder = True  # the reference trained with drop_last=True
     return config

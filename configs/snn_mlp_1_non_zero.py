@@ -12,4 +12,5 @@ def get_config():
     config.model.layers = "F N(500) D F N(500) D F N(10)"
     config.model.input_shape = (784,)
     config.model.preserve_state = True
+    config.data.drop_remainder = True  # the reference trained with drop_last=True
     return config

@@ -12,4 +12,5 @@ def get_config():
     config.model.layers = "L N(500) D L N(500) D L N(10)"
     config.model.input_shape = (784,)
     config.data.encoding = "poisson"
+    config.data.drop_remainder = True  # the reference trained with drop_last=True
     return config

@@ -1,0 +1,47 @@
+"""Data parallelism over every device of a host or a pod: one mesh axis "data".
+
+Parameters and optimizer state are replicated (`P()`), batches are sharded on their batch axis
+(`P("data")`). Each process feeds its own slice of the global batch; `jax.make_array_from_process_local_data`
+stitches the slices into one global array, so the same jitted step runs on 1 CPU, 8 GPUs or a TPU pod.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over `devices` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def local_batch_size(global_batch: int, mesh: Mesh) -> int:
+    """This process's share of a global batch; raises a clear error when it does not divide evenly."""
+    devices, processes = mesh.size, jax.process_count()
+    if global_batch % devices:
+        raise ValueError(f"train.batch_size={global_batch} does not divide over the {devices} devices "
+                         f"({processes} process(es)); choose a multiple of {devices}")
+    return global_batch // processes
+
+
+def replicate(tree, mesh: Mesh):
+    """Places every array of `tree` on every device of the mesh."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
+    """Per-process numpy batch {name: [b_local, ...]} -> global jax arrays sharded on the batch axis."""
+    sharding = batch_sharded(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}

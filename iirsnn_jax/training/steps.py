@@ -1,0 +1,108 @@
+"""The training state and the jitted train and eval steps (pure functions of state and batch).
+
+A batch is {"input": [B, T, *S], "label": [B] int, "mask": [B] float (1 = real sample, 0 = padding), and for
+the associative memory "filtered_target": [B, T, N]}. Padding lets every batch, also the last partial one of
+an evaluation, keep one shape (one compilation) while no sample is dropped: every sum is weighted by mask.
+Steps return sums over the batch ("loss_sum", "correct", "count", "spikes/<layer>"), so that the loop can
+add them up exactly over an epoch, across devices and processes.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from iirsnn_jax import losses
+from iirsnn_jax.models import SpikingNetwork
+
+
+class TrainState(NamedTuple):
+    """Everything a step changes or needs besides the batch; saved whole in every checkpoint.
+
+    step: int32 scalar, optimizer steps done. params: trained variables (nnx.Param). constants: frozen
+    variables (reset constants, frozen coefficients). opt_state: optax state. carry: layer states carried
+    across batches when model.preserve_state (snn_mlp_1_non_zero), else None.
+    """
+
+    step: jax.Array
+    params: Any
+    constants: Any
+    opt_state: Any
+    carry: Any
+
+
+def create_train_state(model: SpikingNetwork, optimizer: optax.GradientTransformation, batch_size: int):
+    """(graphdef, TrainState) of a freshly built model; batch_size sizes the carried state."""
+    graphdef, params, constants = nnx.split(model, nnx.Param, ...)
+    carry = model.initial_state(batch_size) if model.preserve_state else None
+    return graphdef, TrainState(jnp.zeros((), jnp.int32), params, constants, optimizer.init(params), carry)
+
+
+def _per_sample(out, batch, loss: str):
+    """(loss [B], correct [B] or None) of one batch."""
+    if loss == "cross_entropy":
+        counts = losses.spike_counts(out.spikes).astype(jnp.float32)
+        per = optax.softmax_cross_entropy_with_integer_labels(counts, batch["label"])
+        return per, (jnp.argmax(counts, axis=-1) == batch["label"]).astype(jnp.float32)
+    if loss == "mse":
+        diff = out.filtered.astype(jnp.float32) - batch["filtered_target"].astype(jnp.float32)
+        return jnp.mean(diff.reshape(diff.shape[0], -1) ** 2, axis=1), None
+    raise ValueError(f"train.loss must be 'cross_entropy' or 'mse', got {loss!r}")
+
+
+def _batch_sums(out, batch, per_loss, correct) -> dict:
+    mask = batch["mask"].astype(jnp.float32)
+    sums = {"loss_sum": jnp.sum(per_loss * mask), "count": jnp.sum(mask)}
+    if correct is not None:
+        sums["correct"] = jnp.sum(correct * mask)
+    for name, spikes in out.layer_spikes.items():  # mean firing rate per sample, summed over real samples
+        rate = spikes.reshape(spikes.shape[0], -1).astype(jnp.float32).mean(axis=1)
+        sums[f"spikes/{name}"] = jnp.sum(rate * mask)
+    return sums
+
+
+def _keep_padded_rows(new, old, mask):
+    """Carried state: padded samples keep their old state, so padding never leaks into the next batch."""
+    def pick(n, o):
+        m = mask.reshape(mask.shape + (1,) * (n.ndim - 1)).astype(bool)
+        return jnp.where(m, n, o)
+    return jax.tree.map(pick, new, old)
+
+
+def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str, seed: int) -> Callable:
+    """train_step(state, batch) -> (state, sums). Dropout keys: fold_in(PRNGKey(seed), step)."""
+    base_key = jax.random.PRNGKey(seed)
+
+    def train_step(state: TrainState, batch: dict):
+        key = jax.random.fold_in(base_key, state.step)
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params, state.constants)
+            out = model(batch["input"], state=state.carry, key=key)
+            per_loss, correct = _per_sample(out, batch, loss)
+            mask = batch["mask"].astype(jnp.float32)
+            return jnp.sum(per_loss * mask) / jnp.maximum(jnp.sum(mask), 1.0), (out, per_loss, correct)
+
+        (_, (out, per_loss, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        carry = None if state.carry is None else _keep_padded_rows(out.state, state.carry, batch["mask"])
+        new_state = TrainState(state.step + 1, params, state.constants, opt_state, carry)
+        return new_state, _batch_sums(out, batch, per_loss, correct)
+
+    return train_step
+
+
+def make_eval_step(graphdef, loss: str) -> Callable:
+    """eval_step(params, constants, carry, batch) -> (carry, sums), dropout off."""
+
+    def eval_step(params, constants, carry, batch: dict):
+        out = nnx.merge(graphdef, params, constants)(batch["input"], state=carry)
+        per_loss, correct = _per_sample(out, batch, loss)
+        new_carry = None if carry is None else _keep_padded_rows(out.state, carry, batch["mask"])
+        return new_carry, _batch_sums(out, batch, per_loss, correct)
+
+    return eval_step
