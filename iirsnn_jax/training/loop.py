@@ -8,7 +8,8 @@
 A workdir that has checkpoints resumes from the latest one at the exact batch it stopped at (the data order
 depends only on seed and epoch, dropout keys only on the step), so a resumed run ends where an
 uninterrupted one ends. SIGTERM (preemption) saves a checkpoint and exits; a non-finite loss stops the run
-naming the step, before anything is saved over the last good checkpoint.
+naming the step, before anything is saved over the last good checkpoint (NaN gradients too: spikes
+are 0/1, so a NaN potential can leave the loss finite).
 """
 from __future__ import annotations
 
@@ -117,8 +118,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
                 for index, batch in enumerate(train_data.epoch(epoch, start_batch=start), start=start):
                     state, sums = train_step(state, parallel.shard_batch(evaluation._model_inputs(batch), mesh))
                     sums = jax.device_get(sums)
-                    if not math.isfinite(float(sums["loss_sum"])):
-                        raise NonFiniteLoss(f"non-finite loss ({float(sums['loss_sum'])}) at step {int(state.step)} "
+                    if not math.isfinite(float(sums["loss_sum"])) or sums["nonfinite_gradients"]:
+                        raise NonFiniteLoss(f"non-finite loss ({float(sums['loss_sum'])}) or gradient at step "
+                                            f"{int(state.step)} "
                                             f"(epoch {epoch}, batch {index}); the last good checkpoint is kept in "
                                             f"{workdir / 'checkpoints'}")
                     total = metrics.add_sums(total, sums)

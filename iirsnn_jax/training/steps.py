@@ -3,8 +3,9 @@
 A batch is {"input": [B, T, *S], "label": [B] int, "mask": [B] float (1 = real sample, 0 = padding), and for
 the associative memory "filtered_target": [B, T, N]}. Padding lets every batch, also the last partial one of
 an evaluation, keep one shape (one compilation) while no sample is dropped: every sum is weighted by mask.
-Steps return sums over the batch ("loss_sum", "correct", "count", "spikes/<layer>"), so that the loop can
-add them up exactly over an epoch, across devices and processes.
+Steps return sums over the batch ("loss_sum", "correct", "count", "spikes/<layer>"; the train step adds
+"nonfinite_gradients", 1 when a gradient is NaN or infinite), so that the loop can add them up exactly over
+an epoch, across devices and processes.
 """
 from __future__ import annotations
 
@@ -91,7 +92,10 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str
         params = optax.apply_updates(state.params, updates)
         carry = None if state.carry is None else _keep_padded_rows(out.state, state.carry, batch["mask"])
         new_state = TrainState(state.step + 1, params, state.constants, opt_state, carry)
-        return new_state, _batch_sums(out, batch, per_loss, correct)
+        sums = _batch_sums(out, batch, per_loss, correct)
+        # Spikes are 0/1 whatever the potential, so a NaN can hide from the loss: watch the gradients too.
+        sums["nonfinite_gradients"] = 1.0 - jnp.isfinite(optax.tree.norm(grads)).astype(jnp.float32)
+        return new_state, sums
 
     return train_step
 

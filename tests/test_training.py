@@ -1,0 +1,209 @@
+"""Training and evaluation end to end on the tiny digits config (configs/test.py).
+
+Several tests run train.py / eval.py in subprocesses, because the number of (fake) CPU devices and the
+multi-process runtime are fixed when JAX starts.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from golden_files import REPO
+from iirsnn_jax import experiments
+from iirsnn_jax.training import checkpoint, loop, metrics, optimizer as optimizer_lib, steps
+from iirsnn_jax import models
+
+
+def _config(**train):
+    config = experiments.load_config("test")
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config
+
+
+def _latest_params(workdir, config=None):
+    """Parameters of the latest checkpoint of a workdir, restored on this process's single device."""
+    config = config or _config()
+    model = models.build_model(config.model, seed=123)
+    _, target = steps.create_train_state(model, optimizer_lib.make_optimizer(config.train, 1), config.train.batch_size)
+    runs = checkpoint.RunCheckpoints(workdir)
+    state, position = runs.restore("latest", target)
+    runs.close()
+    return _flat(state.params), int(state.step), position
+
+
+def _flat(params):
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+
+
+def _records(workdir, drop=("time", "samples_per_s")):
+    return [{k: v for k, v in r.items() if k not in drop} for r in metrics.read_metrics(workdir)]
+
+
+def _run(args, devices=1, timeout=600, **env):
+    environment = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **env)
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=environment)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted in-process run of the tiny config (1 device), checkpointing every 7 steps."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    result = loop.train_and_evaluate(_config(checkpoint_every_steps=7), workdir)
+    return workdir, result
+
+
+def test_tiny_run_learns_and_reports(reference_run):
+    workdir, result = reference_run
+    records = metrics.read_metrics(workdir)
+    train = [r for r in records if r["split"] == "train"]
+    dev = [r for r in records if r["split"] == "dev"]
+    assert [r["epoch"] for r in train] == [0, 1] and [r["epoch"] for r in dev] == [0, 1]
+    assert train[1]["loss"] < train[0]["loss"]
+    assert dev[-1]["accuracy"] > 0.5  # ten classes: chance is 0.1
+    assert dev[0]["count"] == 270, "evaluation must cover the whole dev split (270 digits), padding masked"
+    test = [r for r in records if r["split"] == "test"]
+    assert len(test) == 1 and test[0]["count"] == 270 and test[0]["checkpoint"] == "best"
+    assert {"spike_rate/dense1", "spike_rate/dense2", "learning_rate"} <= set(train[0])
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["model"]["layers"] == "F N(32) D F N(10)"
+    assert any((workdir / "tensorboard").iterdir())
+    assert result["test"]["accuracy"] == test[0]["accuracy"]
+
+
+def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
+    workdir, _ = reference_run
+    loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
+    assert _records(tmp_path) == _records(workdir)
+
+
+def test_preempted_run_resumes_exactly(reference_run, tmp_path, monkeypatch):
+    """SIGTERM mid-epoch: the run saves and stops; the same command then ends where an uninterrupted run ends."""
+    workdir, _ = reference_run
+    from iirsnn_jax.data import pipeline
+
+    original = pipeline.Pipeline.epoch
+
+    def epoch_with_sigterm(self, epoch=0, start_batch=0):
+        for index, batch in enumerate(original(self, epoch, start_batch=start_batch), start=start_batch):
+            if self.source.split == "train" and epoch == 1 and index == 30:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    monkeypatch.setattr(pipeline.Pipeline, "epoch", epoch_with_sigterm)
+    with pytest.raises(loop.Preempted):
+        loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
+    monkeypatch.setattr(pipeline.Pipeline, "epoch", original)
+    _, step, position = _latest_params(tmp_path)
+    assert position["epoch"] == 1 and position["batch"] == 31 and step == 79 + 31
+    loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
+    assert _records(tmp_path) == _records(workdir)
+    ours, _, _ = _latest_params(tmp_path)
+    theirs, _, _ = _latest_params(workdir)
+    for key in theirs:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
+def test_crash_resumes_from_the_last_step_checkpoint(reference_run, tmp_path, monkeypatch):
+    """A crash (no chance to save) loses at most checkpoint_every_steps steps and still ends identically."""
+    workdir, _ = reference_run
+    from iirsnn_jax.data import pipeline
+
+    original = pipeline.Pipeline.epoch
+
+    def crashing(self, epoch=0, start_batch=0):
+        for index, batch in enumerate(original(self, epoch, start_batch=start_batch), start=start_batch):
+            if self.source.split == "train" and epoch == 1 and index == 40:
+                raise KeyboardInterrupt("simulated kill")
+            yield batch
+
+    monkeypatch.setattr(pipeline.Pipeline, "epoch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
+    monkeypatch.setattr(pipeline.Pipeline, "epoch", original)
+    _, step, _ = _latest_params(tmp_path)
+    assert step == 119  # the last multiple of 7 before the crash at step 79 + 40
+    loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
+    assert _records(tmp_path) == _records(workdir)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    from iirsnn_jax.data import pipeline
+
+    original = pipeline.Pipeline.epoch
+
+    def poisoned(self, epoch=0, start_batch=0):
+        for index, batch in enumerate(original(self, epoch, start_batch=start_batch), start=start_batch):
+            if self.source.split == "train" and epoch == 1 and index == 5:
+                batch = dict(batch, input=np.full_like(batch["input"], np.nan))
+            yield batch
+
+    monkeypatch.setattr(pipeline.Pipeline, "epoch", poisoned)
+    with pytest.raises(loop.NonFiniteLoss, match=r"step 85 \(epoch 1, batch 5\)"):
+        loop.train_and_evaluate(_config(), tmp_path)
+    _, step, position = _latest_params(tmp_path)
+    assert step == 79 and position["epoch"] == 1  # the end-of-epoch-0 checkpoint is untouched
+
+
+@pytest.fixture(scope="module")
+def eight_device_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("eight_devices")
+    result = _run(["train.py", "--config=configs/test.py", f"--workdir={workdir}"], devices=8)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_eight_devices_match_one(reference_run, eight_device_run):
+    ours, step8, _ = _latest_params(eight_device_run)
+    theirs, step1, _ = _latest_params(reference_run[0])
+    assert step8 == step1
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-4, atol=2e-5, err_msg=key)
+
+
+def test_eight_device_checkpoint_evaluates_on_one(eight_device_run):
+    result = _run(["eval.py", f"--workdir={eight_device_run}", "--checkpoint=best", "--split=test"], devices=1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    trained = [r for r in metrics.read_metrics(eight_device_run) if r["split"] == "test" and r["checkpoint"] == "best"]
+    assert record["count"] == 270
+    assert record["accuracy"] == pytest.approx(trained[0]["accuracy"], abs=1 / 270)
+
+
+def test_two_processes_match_one(reference_run, tmp_path):
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    args = ["train.py", "--config=configs/test.py", f"--workdir={tmp_path}", f"--coordinator_address=localhost:{port}",
+            "--num_processes=2"]
+    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    procs = [subprocess.Popen([sys.executable, *args, f"--process_id={i}"], cwd=REPO, env=environment,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    ours, step2, _ = _latest_params(tmp_path)
+    theirs, step1, _ = _latest_params(reference_run[0])
+    assert step2 == step1
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-4, atol=2e-5, err_msg=key)
+
+
+def test_misspelt_config_key_fails_clearly(tmp_path):
+    result = _run(["train.py", "--config=configs/test.py", f"--workdir={tmp_path}", "--config.train.learnig_rate=0.1"])
+    assert result.returncode != 0
+    assert "learnig_rate" in result.stderr
+
+
+def test_batch_that_does_not_divide_over_devices_fails_clearly(tmp_path):
+    result = _run(["train.py", "--config=configs/test.py", f"--workdir={tmp_path}", "--config.train.batch_size=12"],
+                  devices=8)
+    assert result.returncode != 0
+    assert "train.batch_size=12 does not divide over the 8 devices" in result.stderr
