@@ -207,3 +207,15 @@ def test_batch_that_does_not_divide_over_devices_fails_clearly(tmp_path):
                   devices=8)
     assert result.returncode != 0
     assert "train.batch_size=12 does not divide over the 8 devices" in result.stderr
+
+
+def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_parameters(tmp_path):
+    config = _config(epochs=1)
+    config.model.dtype = "bfloat16"
+    result = loop.train_and_evaluate(config, tmp_path)
+    params, _, _ = _latest_params(tmp_path, config)
+    assert all(v.dtype == np.float32 for v in params.values())
+    assert result["test"]["accuracy"] > 0.3
+    model = models.build_model(config.model)
+    out = model(np.zeros((2, 6, 64), np.float32))
+    assert out.spikes.dtype == jax.numpy.bfloat16

@@ -45,7 +45,7 @@ def create_train_state(model: SpikingNetwork, optimizer: optax.GradientTransform
 def _per_sample(out, batch, loss: str):
     """(loss [B], correct [B] or None) of one batch."""
     if loss == "cross_entropy":
-        counts = losses.spike_counts(out.spikes).astype(jnp.float32)
+        counts = losses.spike_counts(out.spikes.astype(jnp.float32))  # exact counts also in bfloat16
         per = optax.softmax_cross_entropy_with_integer_labels(counts, batch["label"])
         return per, (jnp.argmax(counts, axis=-1) == batch["label"]).astype(jnp.float32)
     if loss == "mse":
