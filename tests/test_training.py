@@ -219,3 +219,45 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_parameters(tmp_p
     model = models.build_model(config.model)
     out = model(np.zeros((2, 6, 64), np.float32))
     assert out.spikes.dtype == jax.numpy.bfloat16
+
+
+def test_eval_imports_a_reference_state_dict(tmp_path):
+    """eval.py --reference_state_dict: PyTorch-named weights evaluate exactly like the same weights set directly."""
+    from flax import nnx
+
+    from iirsnn_jax import data
+    from iirsnn_jax.training import evaluation, parallel
+
+    config = _config()
+    rng = np.random.default_rng(0)
+    names = {"axon1": 64, "axon2": 32}
+    state_dict = {}
+    for axon, size in names.items():
+        for coef, value in zip(("alpha_1", "alpha_2", "beta_1"), (1.1466801, -0.2865048, 0.4109213)):
+            state_dict[f"{axon}.dual_exp_iir_cell.{coef}"] = (value * rng.uniform(0.95, 1.05, size)).astype(np.float32)
+    for module, (n_out, n_in) in {"snn1": (32, 64), "snn2": (10, 32)}.items():
+        state_dict[f"module.{module}.neuron_cell.weight.weight"] = rng.uniform(-1, 1, (n_out, n_in)).astype(np.float32)
+        state_dict[f"module.{module}.neuron_cell.weight.bias"] = rng.uniform(0, 0.5, n_out).astype(np.float32)
+    state_dict = {k if k.startswith("module.") else "module." + k: v for k, v in state_dict.items()}
+    np.savez(tmp_path / "weights.npz", **state_dict)
+    result = _run(["eval.py", "--config=configs/test.py", f"--reference_state_dict={tmp_path / 'weights.npz'}",
+                   "--split=dev"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+
+    model = models.build_model(config.model)
+    model.dense1.kernel.set_value(state_dict["module.snn1.neuron_cell.weight.weight"].T)
+    model.dense1.bias.set_value(state_dict["module.snn1.neuron_cell.weight.bias"])
+    model.dense2.kernel.set_value(state_dict["module.snn2.neuron_cell.weight.weight"].T)
+    model.dense2.bias.set_value(state_dict["module.snn2.neuron_cell.weight.bias"])
+    for axon in names:
+        for coef in ("alpha_1", "alpha_2", "beta_1"):
+            getattr(model, axon).__dict__[coef].set_value(state_dict[f"module.{axon}.dual_exp_iir_cell.{coef}"])
+    graphdef, params, constants = nnx.split(model, nnx.Param, ...)
+    mesh = parallel.make_mesh()
+    _, summary = evaluation.evaluate(evaluation.make_jitted_eval_step(graphdef, "cross_entropy"), params, constants,
+                                     None, data.build(config, "dev", batch_size=64), mesh)
+    assert record["count"] == summary["count"] == 270
+    assert record["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-9)
+    assert record["loss"] == pytest.approx(summary["loss"], rel=1e-5)
+    assert summary["spike_rate/dense1"] > 0.01, "the imported weights must make the network fire"
