@@ -1,0 +1,198 @@
+"""Times one jitted training step (forward, backward, optimizer update) on synthetic inputs; one JSON line.
+
+    python bench/train_step.py --config=configs/snn_mlp_1.py                  # the config's batch and T
+    python bench/train_step.py --config=configs/snn_conv_1_mnist.py --batch=32 --steps=3
+    python bench/train_step.py --config=configs/snn_conv_1_gesture.py --batch=16 --length=50
+    python bench/train_step.py --config=configs/snn_mlp_1.py --config.model.dtype=bfloat16   # any override
+    python bench/train_step.py --suite --out=bench/results.jsonl              # the rows of BASELINE.md
+
+The step is the one train.py runs: `steps.make_train_step` with `optimizer.make_optimizer`, jitted with
+`donate_argnums=0`. Inputs have the experiment's shape [B, T, *model.input_shape] and the pipeline's dtype:
+analog uniform [0, 1) float32 for "copy" MNIST/digits, Bernoulli events with 2 % density for the event
+encodings (bool for "or", uint8 for "poisson" and the associative-memory patterns, float32 counts for
+"max"/"avg"). Labels are random, the mask is ones, and MSE configs get a random filtered_target [B, T, N].
+
+Fields: compile_s (trace + lower + XLA compile), step_ms (median over --steps timed steps after --warmup),
+samples_per_s, peak_mem_mb (host peak RSS of this process on CPU, so --suite runs every row in its own
+process; peak_bytes_in_use of the device on an accelerator), flops (XLA's cost analysis of the compiled
+step; it counts a scan body once, not T times, so the elementwise recurrences are undercounted while the
+matmuls and convs outside the scans are exact), matmul_gflops (the best of 10 jitted 2048x2048 float32
+matmuls in this process), utilisation = flops / step time / matmul FLOP/s, and device. The machines are
+shared and noisy: compare ratios measured in one run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # configs import `configs.default`; the library is imported from the checkout
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+config_flags.DEFINE_config_file("config", None, "experiment config (configs/<experiment>.py)", lock_config=True)
+flags.DEFINE_integer("batch", 0, "batch size; 0 = the config's train.batch_size")
+flags.DEFINE_integer("length", 0, "time steps T; 0 = the config's data.length")
+flags.DEFINE_integer("steps", 10, "timed steps (the median is reported)")
+flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
+flags.DEFINE_bool("suite", False, "run the rows of BASELINE.md, each in its own process")
+flags.DEFINE_string("out", None, "append the JSON lines to this file")
+flags.DEFINE_integer("seed", 0, "seed of the synthetic batch")
+FLAGS = flags.FLAGS
+
+# (experiment, batch, timed steps): the rows of shared/reference/BASELINE.md, each at its config's T.
+SUITE = (
+    ("snn_mlp_1", 64, 20), ("snn_mlp_1", 32, 20),
+    ("snn_conv_1_mnist", 32, 3), ("snn_conv_1_mnist", 64, 3),
+    ("snn_conv_1_nmnist", 48, 3), ("snn_conv_1_nmnist", 32, 3),
+)
+EVENT_DENSITY = 0.02
+
+
+def synthetic_batch(config, batch: int, length: int, output_features: int, seed: int) -> dict:
+    """A batch of the pipeline's keys, shapes and dtypes (see the module docstring)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    shape = (batch, length, *config.model.input_shape)
+    encoding = config.data.encoding
+    if config.data.name == "patterns" or encoding == "poisson":
+        inputs = (rng.random(shape) < EVENT_DENSITY).astype(np.uint8)
+    elif encoding == "or":
+        inputs = rng.random(shape) < EVENT_DENSITY
+    elif encoding in ("max", "avg"):
+        inputs = (rng.random(shape) < EVENT_DENSITY).astype(np.float32)
+    else:  # "copy": analog pixels in [0, 1)
+        inputs = rng.random(shape, dtype=np.float32)
+    out = {"input": inputs, "label": rng.integers(0, output_features, batch).astype(np.int32),
+           "mask": np.ones(batch, np.float32)}
+    if config.train.loss == "mse":
+        out["filtered_target"] = rng.random((batch, length, output_features), dtype=np.float32)
+    return out
+
+
+def matmul_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
+    """Dense float32 matmul FLOP/s of the default device, measured now (best of `repeats`)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.uniform(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.uniform(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f(a, b).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2.0 * n ** 3 / min(times)  # the ceiling: the fastest repeat, least disturbed by other load
+
+
+def _cost_flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+        cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", float("nan")))
+
+
+def _peak_memory_mb(device) -> float:
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            return stats["peak_bytes_in_use"] / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: int = 0) -> dict:
+    import jax
+    import numpy as np
+
+    from iirsnn_jax import models
+    from iirsnn_jax.training import optimizer as optimizer_lib
+    from iirsnn_jax.training import steps as steps_lib
+
+    device = jax.devices()[0]
+    model = models.build_model(config.model, seed=config.seed)
+    output_features = int(np.prod(model.output_shape))
+    optimizer = optimizer_lib.make_optimizer(config.train, steps_per_epoch=1000)
+    graphdef, state = steps_lib.create_train_state(model, optimizer, batch)
+    parameters = models.count_trainable_parameters(model)
+    del model
+    train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed),
+                         donate_argnums=0)
+    batch_arrays = jax.device_put(synthetic_batch(config, batch, length, output_features, seed))
+
+    start = time.perf_counter()
+    compiled = train_step.lower(state, batch_arrays).compile()
+    compile_s = time.perf_counter() - start
+    flops = _cost_flops(compiled)
+
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        state, sums = compiled(state, batch_arrays)
+        jax.block_until_ready((state, sums))
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    if not np.isfinite(float(sums["loss_sum"])):
+        raise FloatingPointError("the benchmarked step produced a non-finite loss")
+    step_s = statistics.median(times)
+    matmul = matmul_flops_per_s()
+    return {
+        "experiment": config.experiment, "batch": batch, "length": length, "steps": steps,
+        "compile_s": round(compile_s, 3), "step_ms": round(step_s * 1e3, 3),
+        "step_ms_min": round(min(times) * 1e3, 3), "samples_per_s": round(batch / step_s, 3),
+        "peak_mem_mb": round(_peak_memory_mb(device), 1), "flops": flops,
+        "flops_per_sample": flops / batch, "matmul_gflops": round(matmul / 1e9, 2),
+        "utilisation": round(flops / step_s / matmul, 4), "parameters": parameters,
+        "dtype": config.model.dtype, "device": f"{device.platform}:{device.device_kind}",
+        "device_count": jax.device_count(), "jax": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def run_suite(out: str | None, warmup: int) -> None:
+    """Every row in a fresh process, so each peak RSS is that row's own."""
+    for experiment, batch, steps in SUITE:
+        command = [sys.executable, str(Path(__file__).resolve()), f"--config={ROOT / 'configs' / experiment}.py",
+                   f"--batch={batch}", f"--steps={steps}", f"--warmup={warmup}"]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        lines = result.stdout.strip().splitlines()
+        if result.returncode or not lines:
+            line = json.dumps({"experiment": experiment, "batch": batch, "error": result.stderr[-2000:]})
+        else:
+            line = lines[-1]
+        _emit(line, out)
+
+
+def _emit(line: str, out: str | None) -> None:
+    print(line, flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.suite:
+        run_suite(FLAGS.out, FLAGS.warmup)
+        return
+    config = FLAGS.config
+    if config is None:
+        raise app.UsageError("give --config=configs/<experiment>.py or --suite")
+    batch = FLAGS.batch or int(config.train.batch_size)
+    length = FLAGS.length or int(config.data.length)
+    result = benchmark(config, batch, length, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
+    _emit(json.dumps(result), FLAGS.out)
+
+
+if __name__ == "__main__":
+    app.run(main)
