@@ -32,9 +32,13 @@ class RunCheckpoints:
 
     def save_latest(self, step: int, state, position: dict) -> None:
         """position: JSON-able dict, e.g. {"epoch": e, "batch": next batch index, "best": {...}}."""
+        # One save in flight at a time: two managers saving the same step at once would race on the
+        # multi-process barriers Orbax names after the step.
+        self.best.wait_until_finished()
         self.latest.save(int(step), args=self._args(state, position), force=True)
 
     def save_best(self, step: int, state, position: dict) -> None:
+        self.latest.wait_until_finished()
         self.best.save(int(step), args=self._args(state, position), force=True)
 
     def manager(self, which: str) -> ocp.CheckpointManager:
