@@ -14,8 +14,9 @@ loop over time per layer), which shares no code with the library:
 Speed: the check command pays for importing JAX and compiling each network, so the default run checks the
 files of one architecture family in one subprocess, in a background thread, while this process writes the
 next family's files and runs the sanity tests.  If a joint run fails, each of its files is checked again
-alone, so every experiment gets its own exit status and output.  `-m slow` adds, per experiment, a file with
-another seed, batch 3 and a longer T, each checked in its own subprocess.
+alone, so every experiment gets its own exit status and output.  The default run covers the seven distinct
+networks; `-m slow` adds the six experiments that reuse one of them with other inputs, and, per experiment,
+a file with another seed, batch 3 and a longer T, each checked in its own subprocess.
 """
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ FAMILIES = (
     ("snn_conv_1_gesture", "snn_conv_1_gesture_30", "snn_conv_1_gesture_max", "snn_conv_1_gesture_avg"),
 )
 assert sorted(e for family in FAMILIES for e in family) == sorted(REFERENCE_EXPERIMENTS)
+
+
+# These share their network with another experiment and differ only in input statistics: checked with
+# `-m slow`, to keep the default run short.
+SAME_NETWORK_AS_ANOTHER = ("snn_mlp_1_non_zero", "snn_mlp_1_poisson_input", "snn_mlp_2_poisson_input",
+                           "snn_conv_1_mnist_poisson_input", "snn_conv_1_gesture_30", "snn_conv_1_gesture_avg")
+EXPERIMENT_PARAMS = [pytest.param(e, marks=pytest.mark.slow) if e in SAME_NETWORK_AS_ANOTHER else e
+                     for e in REFERENCE_EXPERIMENTS]
 
 
 def _seed(experiment: str) -> int:
@@ -134,7 +143,7 @@ def pipeline(request, tmp_path_factory):
 # Ordering matters for speed only: the first test builds the pipeline, the sanity tests run while the
 # checker works, the check results are collected last.
 
-@pytest.mark.parametrize("experiment", REFERENCE_EXPERIMENTS)
+@pytest.mark.parametrize("experiment", EXPERIMENT_PARAMS)
 def test_generated_golden_has_the_reference_format(experiment, pipeline):
     golden = pipeline.goldens[experiment]
     assert str(golden["experiment"]) == experiment
@@ -182,7 +191,7 @@ def test_loop_model_reproduces_shipped_golden(name):
         assert error <= ARRAY_RTOL * np.abs(ref).max(), f"grad {key}: max abs error {error:.3e}"
 
 
-@pytest.mark.parametrize("experiment", REFERENCE_EXPERIMENTS)
+@pytest.mark.parametrize("experiment", EXPERIMENT_PARAMS)
 def test_check_command_accepts_loop_model_golden(experiment, pipeline):
     status, output = pipeline.result(experiment)
     _assert_check_passed(experiment, status, output)
