@@ -5,6 +5,7 @@
     python bench/train_step.py --config=configs/snn_conv_1_gesture.py --batch=16 --length=50
     python bench/train_step.py --config=configs/snn_mlp_1.py --config.model.dtype=bfloat16   # any override
     python bench/train_step.py --suite --out=bench/results.jsonl              # the rows of BASELINE.md
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python bench/train_step.py --suite  # large buffers on huge pages
 
 The step is the one train.py runs: `steps.make_train_step` with `optimizer.make_optimizer`, jitted with
 `donate_argnums=0`. Inputs have the experiment's shape [B, T, *model.input_shape] and the pipeline's dtype:
@@ -18,7 +19,9 @@ process; peak_bytes_in_use of the device on an accelerator), flops (XLA's cost a
 step; it counts a scan body once, not T times, so the elementwise recurrences are undercounted while the
 matmuls and convs outside the scans are exact), matmul_gflops (the best of 10 jitted 2048x2048 float32
 matmuls in this process), utilisation = flops / step time / matmul FLOP/s, and device. The machines are
-shared and noisy: compare ratios measured in one run.
+shared and noisy: compare ratios measured in one run. XLA allocates its large buffers afresh every step; with
+glibc's default they are new mmaps whose page faults cost much of a step on CPU, GLIBC_TUNABLES (inherited by
+the --suite processes and recorded in the line) puts them on transparent huge pages.
 """
 from __future__ import annotations
 
@@ -123,6 +126,8 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
     output_features = int(np.prod(model.output_shape))
     optimizer = optimizer_lib.make_optimizer(config.train, steps_per_epoch=1000)
     graphdef, state = steps_lib.create_train_state(model, optimizer, batch)
+    # Donation rejects two leaves sharing one buffer; initial_state reuses one zeros array for v and r.
+    state = jax.tree.map(lambda x: x.copy(), state)
     parameters = models.count_trainable_parameters(model)
     del model
     train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed),
@@ -154,7 +159,7 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
         "utilisation": round(flops / step_s / matmul, 4), "parameters": parameters,
         "dtype": config.model.dtype, "device": f"{device.platform}:{device.device_kind}",
         "device_count": jax.device_count(), "jax": jax.__version__,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
 
 
