@@ -51,8 +51,8 @@ class DualExpFilter(nnx.Module):
         return self.feature_shape
 
     def initial_state(self, batch_size: int) -> filters.DualExpState:
-        zeros = jnp.zeros((batch_size, *self.feature_shape), self.dtype)
-        return filters.DualExpState(zeros, zeros)
+        # Two arrays, not one twice: a train step donates its state, and a buffer can be donated only once.
+        return filters.DualExpState(*(jnp.zeros((batch_size, *self.feature_shape), self.dtype) for _ in range(2)))
 
     def __call__(self, x, state=None, *, key=None):
         return filters.dual_exp_iir(x.astype(self.dtype), self.alpha_1[...].astype(self.dtype),
@@ -94,8 +94,8 @@ class OutputFilter(nnx.Module):
         return self.feature_shape
 
     def initial_state(self, batch_size: int) -> filters.OutputFilterState:
-        zeros = jnp.zeros((batch_size, *self.feature_shape), self.dtype)
-        return filters.OutputFilterState(zeros, zeros)
+        # Two arrays, not one twice: a train step donates its state, and a buffer can be donated only once.
+        return filters.OutputFilterState(*(jnp.zeros((batch_size, *self.feature_shape), self.dtype) for _ in range(2)))
 
     def __call__(self, x, state=None, *, key=None):
         cast = lambda v: v[...].astype(self.dtype)
@@ -123,8 +123,8 @@ class _SpikingLayer(nnx.Module):
         return self.neuron_shape
 
     def initial_state(self, batch_size: int) -> neurons.NeuronState:
-        zeros = jnp.zeros((batch_size, *self.neuron_shape), self.dtype)
-        return neurons.NeuronState(zeros, zeros)
+        # Two arrays, not one twice: a train step donates its state, and a buffer can be donated only once.
+        return neurons.NeuronState(*(jnp.zeros((batch_size, *self.neuron_shape), self.dtype) for _ in range(2)))
 
     def _spikes(self, current, state):
         cast = lambda v: v[...].astype(self.dtype)

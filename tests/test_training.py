@@ -261,3 +261,18 @@ def test_eval_imports_a_reference_state_dict(tmp_path):
     assert record["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-9)
     assert record["loss"] == pytest.approx(summary["loss"], rel=1e-5)
     assert summary["spike_rate/dense1"] > 0.01, "the imported weights must make the network fire"
+
+
+def test_preserved_state_experiment_trains(tmp_path):
+    """snn_mlp_1_non_zero's carried state goes through the donated train step and changes between steps."""
+    config = _config(epochs=1)
+    config.model.preserve_state = True
+    config.data.drop_remainder = True
+    result = loop.train_and_evaluate(config, tmp_path)
+    assert result["test"]["count"] == 270
+    model = models.build_model(config.model)
+    _, target = steps.create_train_state(model, optimizer_lib.make_optimizer(config.train, 1), 16)
+    runs = checkpoint.RunCheckpoints(tmp_path)
+    state, _ = runs.restore("latest", target)
+    runs.close()
+    assert any(float(np.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(state.carry))
