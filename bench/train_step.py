@@ -126,12 +126,10 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
     output_features = int(np.prod(model.output_shape))
     optimizer = optimizer_lib.make_optimizer(config.train, steps_per_epoch=1000)
     graphdef, state = steps_lib.create_train_state(model, optimizer, batch)
-    # Donation rejects two leaves sharing one buffer; initial_state reuses one zeros array for v and r.
-    state = jax.tree.map(lambda x: x.copy(), state)
     parameters = models.count_trainable_parameters(model)
     del model
     train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed),
-                         donate_argnums=0)
+                         donate_argnums=0, compiler_options=steps_lib.compiler_options())
     batch_arrays = jax.device_put(synthetic_batch(config, batch, length, output_features, seed))
 
     start = time.perf_counter()

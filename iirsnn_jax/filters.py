@@ -69,18 +69,70 @@ def dual_exp_iir(x, alpha_1, alpha_2, beta_1, state: DualExpState | None = None)
     """
     x = _float_input(x, alpha_1, alpha_2, beta_1)
     if state is None:
-        zeros = jnp.zeros(x.shape[1:], x.dtype)
-        state = DualExpState(zeros, zeros)
-    # beta_1 * x[t] does not depend on the recurrence: compute it for all steps in one fused op.
-    drive = beta_1 * x
+        state = DualExpState(*(jnp.zeros(x.shape[1:], x.dtype) for _ in range(2)))
+    y1 = jnp.broadcast_to(state.y1, x.shape[1:]).astype(x.dtype)
+    y2 = jnp.broadcast_to(state.y2, x.shape[1:]).astype(x.dtype)
+    y, final_1, final_2 = _dual_exp_scan(x, alpha_1, alpha_2, beta_1, y1, y2)
+    return y, DualExpState(final_1, final_2)
 
-    def step(carry, drive_t):
-        y1, y2 = carry
-        y = alpha_1 * y1 + alpha_2 * y2 + drive_t
-        return DualExpState(y, y1), y
 
-    final, y = jax.lax.scan(step, state, drive)
-    return y, final
+# The recurrence has a hand-written backward pass. Autodiff of the scan would reduce the coefficient
+# gradients over the batch inside every reverse step; the adjoint below accumulates them elementwise in its
+# carry and reduces once, which makes the filter's backward about 1.3x faster on CPU (bench/experiments).
+# Adjoint: lam[t] = ct[t] + alpha_1 lam[t+1] + alpha_2 lam[t+2]; d/d alpha_1 = sum_t lam[t] y[t-1],
+# d/d alpha_2 = sum_t lam[t] y[t-2], d/d beta_1 = sum_t lam[t] x[t], d/d x[t] = beta_1 lam[t].
+@jax.custom_vjp
+def _dual_exp_scan(x, alpha_1, alpha_2, beta_1, y1, y2):
+    def step(carry, x_t):
+        p1, p2 = carry
+        y = alpha_1 * p1 + alpha_2 * p2 + beta_1 * x_t
+        return (y, p1), y
+
+    (final_1, final_2), y = jax.lax.scan(step, (y1, y2), x)
+    return y, final_1, final_2
+
+
+def _dual_exp_scan_fwd(x, alpha_1, alpha_2, beta_1, y1, y2):
+    y, final_1, final_2 = _dual_exp_scan(x, alpha_1, alpha_2, beta_1, y1, y2)
+    return (y, final_1, final_2), (x, y, alpha_1, alpha_2, beta_1, y1, y2)
+
+
+def _dual_exp_scan_bwd(residuals, cotangents):
+    x, y, alpha_1, alpha_2, beta_1, y1, y2 = residuals
+    ct_y, ct_final_1, ct_final_2 = cotangents
+    ct_y = ct_y.at[-1].add(ct_final_1)  # the final state (y[T-1], y[T-2]) is an output too
+    if ct_y.shape[0] > 1:
+        ct_y = ct_y.at[-2].add(ct_final_2)
+    zero = jnp.zeros(x.shape[1:], y.dtype)
+
+    def step(carry, inputs):
+        lam_1, lam_2, g_1, g_2, g_b = carry  # lam[t+1], lam[t+2], gradient accumulators [B, *F]
+        ct_t, x_t, y_t = inputs
+        lam = ct_t + alpha_1 * lam_1 + alpha_2 * lam_2
+        return (lam, lam_1, g_1 + lam_1 * y_t, g_2 + lam_2 * y_t, g_b + lam * x_t), beta_1 * lam
+
+    (lam_0, lam_1, g_1, g_2, g_b), ct_x = jax.lax.scan(step, (zero,) * 5, (ct_y, x, y), reverse=True)
+    g_1 = g_1 + lam_0 * y1  # the terms of the initial state
+    g_2 = g_2 + lam_0 * y2 + lam_1 * y1
+    ct_y1 = alpha_1 * lam_0 + alpha_2 * lam_1
+    ct_y2 = alpha_2 * lam_0
+    return (ct_x.astype(x.dtype), _sum_to_shape(g_1, alpha_1), _sum_to_shape(g_2, alpha_2),
+            _sum_to_shape(g_b, beta_1), ct_y1, ct_y2)
+
+
+_dual_exp_scan.defvjp(_dual_exp_scan_fwd, _dual_exp_scan_bwd)
+
+
+def _sum_to_shape(accumulated, coefficient):
+    """Sums a [B, *F] gradient down to the shape of a coefficient that was broadcast against it."""
+    shape = jnp.shape(coefficient)
+    lead = accumulated.ndim - len(shape)
+    if lead:
+        accumulated = accumulated.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and accumulated.shape[i] != 1)
+    if axes:
+        accumulated = accumulated.sum(axis=axes, keepdims=True)
+    return accumulated.astype(jnp.result_type(coefficient))
 
 
 def first_order_low_pass(x, alpha_1, state: LowPassState | None = None):

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from iirsnn_jax import filters, neurons
+from iirsnn_jax import filters, neurons, pooling
 
 
 class Constant(nnx.Variable):
@@ -207,10 +207,7 @@ class MaxPool(nnx.Module):
         return self._output_shape
 
     def __call__(self, x, state=None, *, key=None):
-        k, s, p = self.kernel_size, self.stride, self.padding
-        y = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, k, k, 1), (1, 1, s, s, 1),
-                                  ((0, 0), (0, 0), (p, p), (p, p), (0, 0)))
-        return y, None
+        return pooling.max_pool(x, self.kernel_size, self.stride, self.padding), None
 
 
 class Flatten(nnx.Module):

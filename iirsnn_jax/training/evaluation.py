@@ -7,7 +7,7 @@ from iirsnn_jax.training import metrics, parallel, steps
 
 
 def make_jitted_eval_step(graphdef, loss: str):
-    return jax.jit(steps.make_eval_step(graphdef, loss))
+    return jax.jit(steps.make_eval_step(graphdef, loss), compiler_options=steps.compiler_options())
 
 
 def evaluate(eval_step, params, constants, carry, pipeline, mesh, epoch: int = 0):

@@ -42,6 +42,15 @@ def create_train_state(model: SpikingNetwork, optimizer: optax.GradientTransform
     return graphdef, TrainState(jnp.zeros((), jnp.int32), params, constants, optimizer.init(params), carry)
 
 
+def compiler_options() -> dict:
+    """XLA options for the steps' jit. On CPU, XLA's YNNPACK fusions (the default in jax 0.10) run this
+    network's kernel-gradient convolutions and its reductions over [T*B] 2-3x slower than XLA's own kernels:
+    turning them off makes a conv network's step about 1.4x faster (bench/experiments/README.md)."""
+    if jax.default_backend() == "cpu":
+        return {"xla_cpu_experimental_ynn_fusion_type": ""}
+    return {}
+
+
 def _per_sample(out, batch, loss: str):
     """(loss [B], correct [B] or None) of one batch."""
     if loss == "cross_entropy":
