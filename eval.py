@@ -58,9 +58,8 @@ def main(argv):
     else:
         state, position = checkpoint.RunCheckpoints(workdir).restore(FLAGS.checkpoint, state)
         source, epoch = f"checkpoint:{FLAGS.checkpoint}", position.get("epoch", 0) - 1
-    batch = config.train.batch_size if config.model.preserve_state else (
-        config.train.eval_batch_size or config.train.batch_size)
-    pipeline = data.build(config, FLAGS.split, batch_size=batch, shuffle=False, drop_remainder=False)
+    pipeline = data.build(config, FLAGS.split, batch_size=evaluation.eval_batch_size(config), shuffle=False,
+                          drop_remainder=False)
     eval_step = evaluation.make_jitted_eval_step(graphdef, config.train.loss)
     _, summary = evaluation.evaluate(eval_step, state.params, state.constants, state.carry, pipeline, mesh)
     record = {"epoch": epoch, "split": FLAGS.split, "checkpoint": source, **summary}

@@ -79,9 +79,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     write_config(config, workdir)
     mesh = parallel.make_mesh()
     parallel.local_batch_size(config.train.batch_size, mesh)  # a clear error if it does not divide
-    eval_batch = config.train.eval_batch_size or config.train.batch_size
-    if config.model.preserve_state:
-        eval_batch = config.train.batch_size  # the carried state has the training batch shape
+    eval_batch = evaluation.eval_batch_size(config)
     parallel.local_batch_size(eval_batch, mesh)
     train_data = data.build(config, "train")
     dev_data = data.build(config, "dev", batch_size=eval_batch)
@@ -117,7 +115,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
                            disable=not config.train.progress_bar or jax.process_index() != 0)
                 tick, seen = time.perf_counter(), 0
                 for index, batch in enumerate(train_data.epoch(epoch, start_batch=start), start=start):
-                    state, sums = train_step(state, parallel.shard_batch(evaluation._model_inputs(batch), mesh))
+                    state, sums = train_step(state, parallel.shard_batch(evaluation.model_inputs(batch), mesh))
                     sums = jax.device_get(sums)
                     if not math.isfinite(float(sums["loss_sum"])) or sums["nonfinite_gradients"]:
                         raise NonFiniteLoss(f"non-finite loss ({float(sums['loss_sum'])}) or gradient at step "
@@ -156,19 +154,18 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
                 if is_best:
                     checkpoints.save_best(step, state, position)
         checkpoints.wait()
-        return _final_test(config, checkpoints, state, eval_step, mesh, writer, position)
+        return _final_test(config, checkpoints, state, eval_step, mesh, writer, position, eval_batch)
     finally:
         checkpoints.wait()
         checkpoints.close()
         writer.close()
 
 
-def _final_test(config, checkpoints, state, eval_step, mesh, writer, position) -> dict:
-    """Evaluates the best checkpoint on the test split; returns {"best_epoch", "dev", "test"}."""
+def _final_test(config, checkpoints, state, eval_step, mesh, writer, position, eval_batch: int) -> dict:
+    """Evaluates the best checkpoint on the test split; returns {"best_epoch", "best_dev", "test"}."""
     if checkpoints.find("best") is not None:
         state, _ = checkpoints.restore("best", state)
-    test_data = data.build(config, "test", batch_size=config.train.eval_batch_size or config.train.batch_size
-                           if not config.model.preserve_state else config.train.batch_size)
+    test_data = data.build(config, "test", batch_size=eval_batch)
     _, test_summary = evaluation.evaluate(eval_step, state.params, state.constants, state.carry, test_data, mesh)
     record = {"epoch": position["best_epoch"], "split": "test", "checkpoint": "best", **test_summary}
     writer.write(record, int(state.step))
