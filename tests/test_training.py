@@ -3,6 +3,7 @@
 Several tests run train.py / eval.py in subprocesses, because the number of (fake) CPU devices and the
 multi-process runtime are fixed when JAX starts.
 """
+import contextlib
 import json
 import os
 import signal
@@ -84,23 +85,39 @@ def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
     assert _records(tmp_path) == _records(workdir)
 
 
-def test_preempted_run_resumes_exactly(reference_run, tmp_path, monkeypatch):
-    """SIGTERM mid-epoch: the run saves and stops; the same command then ends where an uninterrupted run ends."""
-    workdir, _ = reference_run
+@contextlib.contextmanager
+def _at_train_batch(epoch: int, index: int, action):
+    """Runs `action(batch) -> batch` when the training data reaches batch `index` of `epoch` (a kill, a
+    signal, a poisoned batch), by wrapping Pipeline.epoch for the duration of the block."""
     from iirsnn_jax.data import pipeline
 
     original = pipeline.Pipeline.epoch
 
-    def epoch_with_sigterm(self, epoch=0, start_batch=0):
-        for index, batch in enumerate(original(self, epoch, start_batch=start_batch), start=start_batch):
-            if self.source.split == "train" and epoch == 1 and index == 30:
-                os.kill(os.getpid(), signal.SIGTERM)
-            yield batch
+    def epoch_with_action(self, e=0, start_batch=0):
+        for i, batch in enumerate(original(self, e, start_batch=start_batch), start=start_batch):
+            yield action(batch) if (self.source.split, e, i) == ("train", epoch, index) else batch
 
-    monkeypatch.setattr(pipeline.Pipeline, "epoch", epoch_with_sigterm)
-    with pytest.raises(loop.Preempted):
+    pipeline.Pipeline.epoch = epoch_with_action
+    try:
+        yield
+    finally:
+        pipeline.Pipeline.epoch = original
+
+
+def _sigterm(batch):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return batch
+
+
+def _kill(batch):
+    raise KeyboardInterrupt("simulated kill")
+
+
+def test_preempted_run_resumes_exactly(reference_run, tmp_path):
+    """SIGTERM mid-epoch: the run saves and stops; the same command then ends where an uninterrupted run ends."""
+    workdir, _ = reference_run
+    with _at_train_batch(1, 30, _sigterm), pytest.raises(loop.Preempted):
         loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
-    monkeypatch.setattr(pipeline.Pipeline, "epoch", original)
     _, step, position = _latest_params(tmp_path)
     assert position["epoch"] == 1 and position["batch"] == 31 and step == 79 + 31
     loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
@@ -111,42 +128,20 @@ def test_preempted_run_resumes_exactly(reference_run, tmp_path, monkeypatch):
         np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
 
 
-def test_crash_resumes_from_the_last_step_checkpoint(reference_run, tmp_path, monkeypatch):
+def test_crash_resumes_from_the_last_step_checkpoint(reference_run, tmp_path):
     """A crash (no chance to save) loses at most checkpoint_every_steps steps and still ends identically."""
     workdir, _ = reference_run
-    from iirsnn_jax.data import pipeline
-
-    original = pipeline.Pipeline.epoch
-
-    def crashing(self, epoch=0, start_batch=0):
-        for index, batch in enumerate(original(self, epoch, start_batch=start_batch), start=start_batch):
-            if self.source.split == "train" and epoch == 1 and index == 40:
-                raise KeyboardInterrupt("simulated kill")
-            yield batch
-
-    monkeypatch.setattr(pipeline.Pipeline, "epoch", crashing)
-    with pytest.raises(KeyboardInterrupt):
+    with _at_train_batch(1, 40, _kill), pytest.raises(KeyboardInterrupt):
         loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
-    monkeypatch.setattr(pipeline.Pipeline, "epoch", original)
     _, step, _ = _latest_params(tmp_path)
     assert step == 119  # the last multiple of 7 before the crash at step 79 + 40
     loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
     assert _records(tmp_path) == _records(workdir)
 
 
-def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path, monkeypatch):
-    from iirsnn_jax.data import pipeline
-
-    original = pipeline.Pipeline.epoch
-
-    def poisoned(self, epoch=0, start_batch=0):
-        for index, batch in enumerate(original(self, epoch, start_batch=start_batch), start=start_batch):
-            if self.source.split == "train" and epoch == 1 and index == 5:
-                batch = dict(batch, input=np.full_like(batch["input"], np.nan))
-            yield batch
-
-    monkeypatch.setattr(pipeline.Pipeline, "epoch", poisoned)
-    with pytest.raises(loop.NonFiniteLoss, match=r"step 85 \(epoch 1, batch 5\)"):
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
+    poison = lambda batch: dict(batch, input=np.full_like(batch["input"], np.nan))
+    with _at_train_batch(1, 5, poison), pytest.raises(loop.NonFiniteLoss, match=r"step 85 \(epoch 1, batch 5\)"):
         loop.train_and_evaluate(_config(), tmp_path)
     _, step, position = _latest_params(tmp_path)
     assert step == 79 and position["epoch"] == 1  # the end-of-epoch-0 checkpoint is untouched
