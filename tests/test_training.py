@@ -155,12 +155,17 @@ def eight_device_run(tmp_path_factory):
     return workdir
 
 
-def test_eight_devices_match_one(reference_run, eight_device_run):
-    ours, step8, _ = _latest_params(eight_device_run)
-    theirs, step1, _ = _latest_params(reference_run[0])
-    assert step8 == step1
+def _assert_same_training(workdir, reference_workdir):
+    """Same step and, to float tolerance, the same parameters in the latest checkpoints of two runs."""
+    ours, our_step, _ = _latest_params(workdir)
+    theirs, their_step, _ = _latest_params(reference_workdir)
+    assert our_step == their_step
     for key in theirs:
         np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-4, atol=2e-5, err_msg=key)
+
+
+def test_eight_devices_match_one(reference_run, eight_device_run):
+    _assert_same_training(eight_device_run, reference_run[0])
 
 
 def test_eight_device_checkpoint_evaluates_on_one(eight_device_run):
@@ -184,11 +189,7 @@ def test_two_processes_match_one(reference_run, tmp_path):
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-    ours, step2, _ = _latest_params(tmp_path)
-    theirs, step1, _ = _latest_params(reference_run[0])
-    assert step2 == step1
-    for key in theirs:
-        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-4, atol=2e-5, err_msg=key)
+    _assert_same_training(tmp_path, reference_run[0])
 
 
 def test_misspelt_config_key_fails_clearly(tmp_path):

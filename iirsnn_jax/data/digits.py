@@ -50,12 +50,8 @@ class DigitsSource:
     def get_batch(self, indices: np.ndarray, epoch: int = 0) -> dict[str, np.ndarray]:
         indices = np.asarray(indices, np.int64)
         x = self.x[indices]
-        if self.encoding == "copy":
-            inputs = encoding.copy_encode(x, self.length)
-        else:
-            inputs = np.stack([encoding.poisson_encode(xi, self.length, common.sample_rng(
-                self.seed, self.split, epoch, i, "poisson")) for xi, i in zip(x, indices)]) if len(indices) else \
-                np.zeros((0, self.length, 8, 8, 1), np.uint8)
+        inputs = encoding.encode_intensities(x, self.length, self.encoding, seed=self.seed, split=self.split,
+                                             epoch=epoch, indices=indices)
         return {"input": inputs, "label": self.labels[indices]}
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from iirsnn_jax.data import common
+
 
 def copy_encode(x: np.ndarray, length: int) -> np.ndarray:
     """[B, *S] analog values -> [B, T, *S]: the same value at every step (SPEC 2.1)."""
@@ -30,6 +32,18 @@ def poisson_encode(x: np.ndarray, length: int, rng: np.random.Generator) -> np.n
     As the reference (SPEC 2.3), 1.0 always spikes and 0.0 never does.
     """
     return (x[None] > rng.random((length, *x.shape))).astype(np.uint8)
+
+
+def encode_intensities(x: np.ndarray, length: int, encoding: str, *, seed: int, split: str, epoch: int,
+                       indices: np.ndarray) -> np.ndarray:
+    """Intensities in [0, 1] of a batch [B, *S] -> [B, T, *S]: "copy" (float32 at every step) or "poisson"
+    (uint8 spikes, sample i drawing from its own (seed, split, epoch, i) Generator)."""
+    if encoding == "copy":
+        return copy_encode(x, length)
+    if not len(indices):
+        return np.zeros((0, length, *x.shape[1:]), np.uint8)
+    return np.stack([poisson_encode(xi, length, common.sample_rng(seed, split, epoch, i, "poisson"))
+                     for xi, i in zip(x, indices)])
 
 
 def _time_origin(t: np.ndarray) -> np.ndarray:

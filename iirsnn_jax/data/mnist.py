@@ -150,12 +150,8 @@ class MnistSource:
             images = np.stack([reference_augment(img, common.sample_rng(self.seed, self.split, epoch, i, "augment"))
                                for img, i in zip(images, indices)]) if len(indices) else images
         x = (images.astype(np.float32) / np.float32(255.0))[..., None]  # [B, 28, 28, 1]
-        if self.encoding == "copy":
-            inputs = encoding.copy_encode(x, self.length)
-        else:
-            inputs = np.stack([encoding.poisson_encode(xi, self.length, common.sample_rng(
-                self.seed, self.split, epoch, i, "poisson")) for xi, i in zip(x, indices)]) if len(indices) else \
-                np.zeros((0, self.length, 28, 28, 1), np.uint8)
+        inputs = encoding.encode_intensities(x, self.length, self.encoding, seed=self.seed, split=self.split,
+                                             epoch=epoch, indices=indices)
         return {"input": inputs, "label": self.labels[indices]}
 
 
