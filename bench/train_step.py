@@ -4,6 +4,9 @@
     python bench/train_step.py --config=configs/snn_conv_1_mnist.py --batch=32 --steps=3
     python bench/train_step.py --config=configs/snn_conv_1_gesture.py --batch=16 --length=50
     python bench/train_step.py --config=configs/snn_mlp_1.py --config.model.dtype=bfloat16   # any override
+    python bench/train_step.py --config=configs/snn_conv_1_nmnist.py --config.train.microbatches=3
+    python bench/train_step.py --config=configs/snn_conv_1_gesture.py --batch=16 --config.model.remat=full \
+        --config.model.remat_chunk=10                                                # rematerialisation
     python bench/train_step.py --suite --out=bench/results.jsonl              # the rows of BASELINE.md
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python bench/train_step.py --suite  # large buffers on huge pages
 
@@ -50,11 +53,13 @@ flags.DEFINE_string("out", None, "append the JSON lines to this file")
 flags.DEFINE_integer("seed", 0, "seed of the synthetic batch")
 FLAGS = flags.FLAGS
 
-# (experiment, batch, timed steps): the rows of shared/reference/BASELINE.md, each at its config's T.
+# (experiment, batch, timed steps, config overrides): the rows of shared/reference/BASELINE.md, each at its
+# config's T, plus N-MNIST batch 48 with the gradient accumulated over 3 slices of 16 (train.microbatches).
 SUITE = (
-    ("snn_mlp_1", 64, 20), ("snn_mlp_1", 32, 20),
-    ("snn_conv_1_mnist", 32, 3), ("snn_conv_1_mnist", 64, 3),
-    ("snn_conv_1_nmnist", 48, 3), ("snn_conv_1_nmnist", 32, 3),
+    ("snn_mlp_1", 64, 20, ()), ("snn_mlp_1", 32, 20, ()),
+    ("snn_conv_1_mnist", 32, 3, ()), ("snn_conv_1_mnist", 64, 3, ()),
+    ("snn_conv_1_nmnist", 48, 3, ()), ("snn_conv_1_nmnist", 48, 3, ("--config.train.microbatches=3",)),
+    ("snn_conv_1_nmnist", 32, 3, ()),
 )
 EVENT_DENSITY = 0.02
 
@@ -128,7 +133,8 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
     graphdef, state = steps_lib.create_train_state(model, optimizer, batch)
     parameters = models.count_trainable_parameters(model)
     del model
-    train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed),
+    train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed,
+                                                   config.train.microbatches),
                          donate_argnums=0, compiler_options=steps_lib.compiler_options())
     batch_arrays = jax.device_put(synthetic_batch(config, batch, length, output_features, seed))
 
@@ -155,7 +161,8 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
         "peak_mem_mb": round(_peak_memory_mb(device), 1), "flops": flops,
         "flops_per_sample": flops / batch, "matmul_gflops": round(matmul / 1e9, 2),
         "utilisation": round(flops / step_s / matmul, 4), "parameters": parameters,
-        "dtype": config.model.dtype, "device": f"{device.platform}:{device.device_kind}",
+        "microbatches": int(config.train.microbatches), "remat": config.model.remat,
+        "remat_chunk": int(config.model.remat_chunk), "dtype": config.model.dtype, "device": f"{device.platform}:{device.device_kind}",
         "device_count": jax.device_count(), "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
@@ -163,9 +170,9 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
 
 def run_suite(out: str | None, warmup: int) -> None:
     """Every row in a fresh process, so each peak RSS is that row's own."""
-    for experiment, batch, steps in SUITE:
+    for experiment, batch, steps, overrides in SUITE:
         command = [sys.executable, str(Path(__file__).resolve()), f"--config={ROOT / 'configs' / experiment}.py",
-                   f"--batch={batch}", f"--steps={steps}", f"--warmup={warmup}"]
+                   f"--batch={batch}", f"--steps={steps}", f"--warmup={warmup}", *overrides]
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         lines = result.stdout.strip().splitlines()
         if result.returncode or not lines:

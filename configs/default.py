@@ -28,6 +28,11 @@ def get_config():
     model.surrogate_width = 0.4  # sigma of the reference's Gaussian surrogate
     model.dropout_rate = 0.3  # rate of every `D` layer (hard-coded 0.3 in the reference)
     model.preserve_state = False  # carry layer states across batches (snn_mlp_1_non_zero)
+    # Rematerialisation, to trade compute for memory on long sequences (iirsnn_jax/models.py): the network
+    # runs in chunks of remat_chunk time steps (0 = all T), and the backward pass recomputes each chunk from
+    # its input, keeping "scans": the dense/conv outputs, or "full": nothing. "none": keep everything.
+    model.remat = "none"
+    model.remat_chunk = 0
     # How the reference lays out spatial inputs: "hw" (rows, columns: MNIST) or "xy" (event cameras:
     # N-MNIST and DVS Gesture store (polarity, x, y)). Our frames are always (H=y, W=x, C); reference.py
     # uses this to transpose weights and signals when it converts between the two.
@@ -61,6 +66,7 @@ def get_config():
     train.milestones = (50, 100)  # MultiStepLR epochs at which the learning rate is multiplied by gamma
     train.gamma = 0.1
     train.batch_size = 64
+    train.microbatches = 1  # accumulate the gradient over this many slices of each batch (less memory)
     train.epochs = 100
     train.eval_batch_size = 0  # batch size for dev/test; 0 = train.batch_size
     train.checkpoint_every_steps = 0  # also checkpoint every N steps (0: only at the end of each epoch)

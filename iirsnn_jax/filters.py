@@ -100,18 +100,20 @@ def _dual_exp_scan_fwd(x, alpha_1, alpha_2, beta_1, y1, y2):
 def _dual_exp_scan_bwd(residuals, cotangents):
     x, y, alpha_1, alpha_2, beta_1, y1, y2 = residuals
     ct_y, ct_final_1, ct_final_2 = cotangents
-    ct_y = ct_y.at[-1].add(ct_final_1)  # the final state (y[T-1], y[T-2]) is an output too
-    if ct_y.shape[0] > 1:
-        ct_y = ct_y.at[-2].add(ct_final_2)
+    length = x.shape[0]
     zero = jnp.zeros(x.shape[1:], y.dtype)
 
     def step(carry, inputs):
         lam_1, lam_2, g_1, g_2, g_b = carry  # lam[t+1], lam[t+2], gradient accumulators [B, *F]
-        ct_t, x_t, y_t = inputs
+        t, ct_t, x_t, y_t = inputs
+        # The final state (y[T-1], y[T-2]) is an output too; its cotangents join here rather than through a
+        # scatter into ct_y, which would copy the whole [T, B, *F] sequence twice.
+        ct_t = ct_t + jnp.where(t == length - 1, ct_final_1, 0) + jnp.where(t == length - 2, ct_final_2, 0)
         lam = ct_t + alpha_1 * lam_1 + alpha_2 * lam_2
         return (lam, lam_1, g_1 + lam_1 * y_t, g_2 + lam_2 * y_t, g_b + lam * x_t), beta_1 * lam
 
-    (lam_0, lam_1, g_1, g_2, g_b), ct_x = jax.lax.scan(step, (zero,) * 5, (ct_y, x, y), reverse=True)
+    (lam_0, lam_1, g_1, g_2, g_b), ct_x = jax.lax.scan(step, (zero,) * 5, (jnp.arange(length), ct_y, x, y),
+                                                       reverse=True)
     g_1 = g_1 + lam_0 * y1  # the terms of the initial state
     g_2 = g_2 + lam_0 * y2 + lam_1 * y1
     ct_y1 = alpha_1 * lam_0 + alpha_2 * lam_1

@@ -16,8 +16,13 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from iirsnn_jax import filters, neurons, pooling
+
+
+# Name of the dense and conv outputs for jax.checkpoint policies (models.REMAT_POLICIES).
+SYNAPTIC_CURRENT = "synaptic_current"
 
 
 class Constant(nnx.Variable):
@@ -154,7 +159,7 @@ class SpikingDense(_SpikingLayer):
         current = jnp.einsum("tbi,io->tbo", x.astype(self.dtype), self.kernel[...].astype(self.dtype))
         if self.bias is not None:
             current = current + self.bias[...].astype(self.dtype)
-        return self._spikes(current, state)
+        return self._spikes(checkpoint_name(current, SYNAPTIC_CURRENT), state)
 
 
 class SpikingConv(_SpikingLayer):
@@ -189,7 +194,8 @@ class SpikingConv(_SpikingLayer):
             [(self.padding, self.padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
         if self.bias is not None:
             current = current + self.bias[...].astype(self.dtype)
-        return self._spikes(current.reshape(t, b, *current.shape[1:]), state)
+        current = checkpoint_name(current.reshape(t, b, *current.shape[1:]), SYNAPTIC_CURRENT)
+        return self._spikes(current, state)
 
 
 class MaxPool(nnx.Module):

@@ -5,6 +5,7 @@ front once, runs its layers one after the other over the whole sequence, and ret
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -20,15 +21,28 @@ class NetworkOutput(NamedTuple):
 
     spikes: [B, T, N] spikes of the last spiking layer.
     filtered: [B, T, N] the output filter's response (networks ending in `O`), else None.
-    layer_spikes: {layer name: [B, T, *F]} spikes of every spiking layer, in order.
+    layer_spikes: {layer name: [B, T, *F]} spikes of every spiking layer, in order; {} when the network was
+      called with keep_layer_spikes=False (training keeps only the counts: the full spikes of every layer
+      are the largest outputs of a conv network).
+    spike_rates: {layer name: [B] float32} firing rate per sample of every spiking layer: its spikes summed
+      over T and F, divided by T * prod(F).
     state: tuple with one entry per layer (its final NamedTuple state, or None for stateless layers).
     """
 
     spikes: jax.Array
     filtered: jax.Array | None
     layer_spikes: dict[str, jax.Array]
+    spike_rates: dict[str, jax.Array]
     state: tuple
 
+
+# model.remat: what the backward pass keeps of each chunk of `model.remat_chunk` time steps besides its input
+# and initial states; the rest is recomputed. "none" turns rematerialisation off (fastest, most memory).
+REMAT_POLICIES = {
+    "none": None,
+    "scans": jax.checkpoint_policies.save_only_these_names(layers.SYNAPTIC_CURRENT),  # recompute the scans
+    "full": jax.checkpoint_policies.nothing_saveable,  # recompute the dense and conv maps too
+}
 
 _DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -92,6 +106,11 @@ class SpikingNetwork(nnx.Module):
         self.spiking_layer_names = tuple(spiking)
         self.output_shape = shape
         self.preserve_state = bool(cfg.preserve_state)
+        if cfg.remat not in REMAT_POLICIES:
+            raise ValueError(f"model.remat must be one of {sorted(REMAT_POLICIES)}, got {cfg.remat!r}")
+        if int(cfg.remat_chunk) < 0:
+            raise ValueError(f"model.remat_chunk must be >= 0 time steps, got {cfg.remat_chunk}")
+        self.remat, self.remat_chunk = cfg.remat, int(cfg.remat_chunk)
 
     @property
     def layers(self):
@@ -102,7 +121,8 @@ class SpikingNetwork(nnx.Module):
         return tuple(layer.initial_state(batch_size) if hasattr(layer, "initial_state") else None
                      for layer in self.layers)
 
-    def __call__(self, inputs, state: tuple | None = None, *, key: jax.Array | None = None) -> NetworkOutput:
+    def __call__(self, inputs, state: tuple | None = None, *, key: jax.Array | None = None,
+                 keep_layer_spikes: bool = True) -> NetworkOutput:
         """Runs the network.
 
         Args:
@@ -111,23 +131,73 @@ class SpikingNetwork(nnx.Module):
             None for zeros. Gradients do not flow into it: it is treated as a constant, as the reference
             detaches the carried states.
           key: PRNG key for dropout; None means evaluation mode (dropout off).
+          keep_layer_spikes: return the spikes of every spiking layer (else only their counts).
         """
         b, t = inputs.shape[:2]
         if math.prod(inputs.shape[2:]) != math.prod(self.input_shape):
             raise ValueError(f"network input of shape {inputs.shape} does not hold [B, T, *{self.input_shape}]")
         x = jnp.moveaxis(inputs.reshape(b, t, *self.input_shape), 1, 0)  # time-major from here on
         states = (None,) * len(self.layer_names) if state is None else jax.lax.stop_gradient(state)
-        new_states, layer_spikes, spikes, filtered = [], {}, None, None
-        for index, (name, layer, layer_state) in enumerate(zip(self.layer_names, self.layers, states)):
-            layer_key = None if key is None else jax.random.fold_in(key, index)
+        keys = tuple(None if key is None else jax.random.fold_in(key, index) for index in range(len(self.layers)))
+        run = functools.partial(self._run, keep_layer_spikes=keep_layer_spikes)
+        if self.remat == "none":
+            new_states, outputs = run(x, states, keys)
+        else:
+            new_states, outputs = self._run_rematerialised(run, x, states, keys)
+        layer_spikes = {name: jnp.moveaxis(y, 0, 1) for name, y in outputs["layer_spikes"].items()}
+        rates = {name: count / (t * math.prod(getattr(self, name).output_shape()))
+                 for name, count in outputs["spike_counts"].items()}
+        filtered = outputs["filtered"]
+        return NetworkOutput(jnp.moveaxis(outputs["spikes"], 0, 1),
+                             None if filtered is None else jnp.moveaxis(filtered, 0, 1), layer_spikes, rates,
+                             tuple(new_states))
+
+    def _run(self, x, states, keys, *, keep_layer_spikes: bool):
+        """All layers over the time-major x [T, B, ...]: (new states, outputs), outputs a dict of "spikes"
+        (last spiking layer) and "filtered" ([T, B, N] or None), "layer_spikes" ({name: [T, B, *F]}) and
+        "spike_counts" ({name: [B]})."""
+        new_states = []
+        outputs = {"spikes": None, "filtered": None, "layer_spikes": {}, "spike_counts": {}}
+        for name, layer, layer_state, layer_key in zip(self.layer_names, self.layers, states, keys):
             x, new_state = layer(x, layer_state, key=layer_key)
             new_states.append(new_state)
             if name in self.spiking_layer_names:
-                spikes = x
-                layer_spikes[name] = jnp.moveaxis(x, 0, 1)
+                outputs["spikes"] = x
+                outputs["spike_counts"][name] = x.astype(jnp.float32).sum(axis=(0, *range(2, x.ndim)))
+                if keep_layer_spikes:
+                    outputs["layer_spikes"][name] = x
             if isinstance(layer, layers.OutputFilter):
-                filtered = jnp.moveaxis(x, 0, 1)
-        return NetworkOutput(jnp.moveaxis(spikes, 0, 1), filtered, layer_spikes, tuple(new_states))
+                outputs["filtered"] = x
+        return tuple(new_states), outputs
+
+    def _run_rematerialised(self, run, x, states, keys):
+        """`_run` over chunks of `remat_chunk` time steps, one `lax.scan` step per chunk, each chunk under
+        `jax.checkpoint`: the backward pass keeps a chunk's input and initial states (plus, for "scans", its
+        synaptic currents) and recomputes the rest chunk by chunk, so activation memory scales with the chunk,
+        not with T. Every layer is causal and carries its full state, so the outputs equal `_run`'s; dropout
+        draws a fresh mask per chunk (same distribution, other draws)."""
+        t, b = x.shape[:2]
+        chunk = self.remat_chunk or t
+        if t % chunk:
+            raise ValueError(f"model.remat_chunk={chunk} must divide the sequence length T={t}")
+        if any(s is None for s, layer in zip(states, self.layers) if hasattr(layer, "initial_state")):
+            zeros = self.initial_state(b)
+            states = tuple(z if s is None else s for s, z in zip(states, zeros))
+        run = jax.checkpoint(run, policy=REMAT_POLICIES[self.remat])
+
+        def step(carry, inputs):
+            x_chunk, index = inputs
+            chunk_keys = tuple(None if k is None else jax.random.fold_in(k, index) for k in keys)
+            return run(x_chunk, carry, chunk_keys)
+
+        chunks = x.reshape(t // chunk, chunk, *x.shape[1:])
+        new_states, outputs = jax.lax.scan(step, states, (chunks, jnp.arange(t // chunk)))
+        join = lambda y: y.reshape(t, *y.shape[2:])  # [T/chunk, chunk, ...] -> [T, ...]
+        outputs = {"spikes": join(outputs["spikes"]),
+                   "filtered": None if outputs["filtered"] is None else join(outputs["filtered"]),
+                   "layer_spikes": {name: join(y) for name, y in outputs["layer_spikes"].items()},
+                   "spike_counts": {name: c.sum(axis=0) for name, c in outputs["spike_counts"].items()}}
+        return new_states, outputs
 
 
 def build_model(model_cfg: Any, seed: int = 0) -> SpikingNetwork:

@@ -67,7 +67,8 @@ def test_dual_exp_iir_gradients_vs_fd():
 
     def loss(x, a1, a2, b1, y1, y2):
         y, final = filters.dual_exp_iir(x, a1, a2, b1, filters.DualExpState(y1, y2))
-        return jnp.sum(w * y ** 2) + jnp.sum(wy * final.y2)  # y**2 makes the loss nonlinear in x
+        # y**2 makes the loss nonlinear in x; both parts of the final state carry a cotangent of their own
+        return jnp.sum(w * y ** 2) + jnp.sum(wy * final.y2) + jnp.sum(wy ** 2 * final.y1)
 
     _check_against_fd(loss, (x, a1, a2, b1, y1, y2))
 

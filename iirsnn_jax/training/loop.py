@@ -100,7 +100,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         position.update(saved)
         log.info("resuming from step %d (epoch %d, batch %d)", int(state.step), position["epoch"], position["batch"])
 
-    train_step = jax.jit(steps.make_train_step(graphdef, optimizer, config.train.loss, config.seed), donate_argnums=0,
+    train_step = jax.jit(steps.make_train_step(graphdef, optimizer, config.train.loss, config.seed,
+                                                    config.train.microbatches), donate_argnums=0,
                          compiler_options=steps.compiler_options())
     eval_step = evaluation.make_jitted_eval_step(graphdef, config.train.loss)
     writer = metrics.MetricWriter(workdir)

@@ -43,11 +43,18 @@ def create_train_state(model: SpikingNetwork, optimizer: optax.GradientTransform
 
 
 def compiler_options() -> dict:
-    """XLA options for the steps' jit. On CPU, XLA's YNNPACK fusions (the default in jax 0.10) run this
-    network's kernel-gradient convolutions and its reductions over [T*B] 2-3x slower than XLA's own kernels:
-    turning them off makes a conv network's step about 1.4x faster (bench/experiments/README.md)."""
+    """XLA options for the steps' jit, on CPU (bench/experiments/README.md):
+
+    - YNNPACK fusions (the default in jax 0.10) run this network's kernel-gradient convolutions and its
+      reductions over [T*B] 2-3x slower than XLA's own kernels: off, a conv network's step is ~1.4x faster.
+    - The default (concurrency-optimised) scheduler starts every scan's zero-filled output buffer at the top
+      of the program, so they all live through the whole step; the memory-optimised scheduler allocates them
+      when needed: N-MNIST batch 48 peaks at 5.1 instead of 7.4 GB and runs 1.15-1.3x faster (fewer page
+      faults).
+    """
     if jax.default_backend() == "cpu":
-        return {"xla_cpu_experimental_ynn_fusion_type": ""}
+        return {"xla_cpu_experimental_ynn_fusion_type": "",
+                "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
     return {}
 
 
@@ -68,8 +75,7 @@ def _batch_sums(out, batch, per_loss, correct) -> dict:
     sums = {"loss_sum": jnp.sum(per_loss * mask), "count": jnp.sum(mask)}
     if correct is not None:
         sums["correct"] = jnp.sum(correct * mask)
-    for name, spikes in out.layer_spikes.items():  # mean firing rate per sample, summed over real samples
-        rate = spikes.reshape(spikes.shape[0], -1).astype(jnp.float32).mean(axis=1)
+    for name, rate in out.spike_rates.items():  # mean firing rate per sample, summed over real samples
         sums[f"spikes/{name}"] = jnp.sum(rate * mask)
     return sums
 
@@ -82,26 +88,52 @@ def _keep_padded_rows(new, old, mask):
     return jax.tree.map(pick, new, old)
 
 
-def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str, seed: int) -> Callable:
-    """train_step(state, batch) -> (state, sums). Dropout keys: fold_in(PRNGKey(seed), step)."""
+def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str, seed: int,
+                    microbatches: int = 1) -> Callable:
+    """train_step(state, batch) -> (state, sums). Dropout keys: fold_in(PRNGKey(seed), step).
+
+    microbatches > 1 accumulates the gradient over that many slices of the batch (samples i, i + M, ...,
+    so that every device keeps its own samples), one after the other: the same update on the same batch,
+    with the activation memory of a slice. Dropout draws per slice (fold_in(key, slice)).
+    """
     base_key = jax.random.PRNGKey(seed)
 
     def train_step(state: TrainState, batch: dict):
         key = jax.random.fold_in(base_key, state.step)
+        count = jnp.maximum(jnp.sum(batch["mask"].astype(jnp.float32)), 1.0)  # the whole batch's real samples
 
-        def loss_fn(params):
-            model = nnx.merge(graphdef, params, state.constants)
-            out = model(batch["input"], state=state.carry, key=key)
-            per_loss, correct = _per_sample(out, batch, loss)
-            mask = batch["mask"].astype(jnp.float32)
-            return jnp.sum(per_loss * mask) / jnp.maximum(jnp.sum(mask), 1.0), (out, per_loss, correct)
+        def gradients(part: dict, carry, part_key):
+            def loss_fn(params):
+                model = nnx.merge(graphdef, params, state.constants)
+                out = model(part["input"], state=carry, key=part_key, keep_layer_spikes=False)
+                per_loss, correct = _per_sample(out, part, loss)
+                return jnp.sum(per_loss * part["mask"].astype(jnp.float32)) / count, (out, per_loss, correct)
 
-        (_, (out, per_loss, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            (_, (out, per_loss, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            new_carry = None if carry is None else _keep_padded_rows(out.state, carry, part["mask"])
+            return grads, new_carry, _batch_sums(out, part, per_loss, correct)
+
+        if microbatches == 1:
+            grads, carry, sums = gradients(batch, state.carry, key)
+        else:
+            size = batch["mask"].shape[0]
+            if size % microbatches:
+                raise ValueError(f"train.microbatches={microbatches} must divide the batch size {size}")
+            # [B, ...] -> [B/M, M, ...]: slice i holds samples i, i + M, ...; a device's rows stay on it.
+            split = lambda tree, i: jax.tree.map(lambda x: x.reshape(size // microbatches, microbatches,
+                                                                     *x.shape[1:])[:, i], tree)
+            grads, sums, carries = None, None, []
+            for i in range(microbatches):
+                part_grads, part_carry, part_sums = gradients(split(batch, i), split(state.carry, i),
+                                                              jax.random.fold_in(key, i))
+                grads = part_grads if grads is None else jax.tree.map(jnp.add, grads, part_grads)
+                sums = part_sums if sums is None else jax.tree.map(jnp.add, sums, part_sums)
+                carries.append(part_carry)
+            carry = jax.tree.map(lambda *parts: jnp.stack(parts, axis=1).reshape(size, *parts[0].shape[1:]),
+                                 *carries) if state.carry is not None else None
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        carry = None if state.carry is None else _keep_padded_rows(out.state, state.carry, batch["mask"])
         new_state = TrainState(state.step + 1, params, state.constants, opt_state, carry)
-        sums = _batch_sums(out, batch, per_loss, correct)
         # Spikes are 0/1 whatever the potential, so a NaN can hide from the loss: watch the gradients too.
         sums["nonfinite_gradients"] = 1.0 - jnp.isfinite(optax.tree.norm(grads)).astype(jnp.float32)
         return new_state, sums
@@ -113,7 +145,7 @@ def make_eval_step(graphdef, loss: str) -> Callable:
     """eval_step(params, constants, carry, batch) -> (carry, sums), dropout off."""
 
     def eval_step(params, constants, carry, batch: dict):
-        out = nnx.merge(graphdef, params, constants)(batch["input"], state=carry)
+        out = nnx.merge(graphdef, params, constants)(batch["input"], state=carry, keep_layer_spikes=False)
         per_loss, correct = _per_sample(out, batch, loss)
         new_carry = None if carry is None else _keep_padded_rows(out.state, carry, batch["mask"])
         return new_carry, _batch_sums(out, batch, per_loss, correct)
