@@ -31,6 +31,7 @@ def get_config():
     # Rematerialisation, to trade compute for memory on long sequences (iirsnn_jax/models.py): the network
     # runs in chunks of remat_chunk time steps (0 = all T), and the backward pass recomputes each chunk from
     # its input, keeping "scans": the dense/conv outputs, or "full": nothing. "none": keep everything.
+    # For accelerators: on CPU, XLA runs conv gradients inside the chunk loop slowly; use train.microbatches.
     model.remat = "none"
     model.remat_chunk = 0
     # How the reference lays out spatial inputs: "hw" (rows, columns: MNIST) or "xy" (event cameras:

@@ -131,7 +131,7 @@ class SpikingNetwork(nnx.Module):
             None for zeros. Gradients do not flow into it: it is treated as a constant, as the reference
             detaches the carried states.
           key: PRNG key for dropout; None means evaluation mode (dropout off).
-          keep_layer_spikes: return the spikes of every spiking layer (else only their counts).
+          keep_layer_spikes: return the spikes of every spiking layer (else only their rates).
         """
         b, t = inputs.shape[:2]
         if math.prod(inputs.shape[2:]) != math.prod(self.input_shape):
