@@ -1,0 +1,24 @@
+#!/bin/bash
+# The benchmarks to run on a GPU or TPU machine, in one go (device time is scarce): the suite of BASELINE.md,
+# the larger batches an accelerator is for, and DVS Gesture at T = 50 with and without rematerialisation.
+# One JSON line per row, appended to $OUT/accelerator.jsonl (or ./accelerator.jsonl).
+#
+#     bash bench/accelerator.sh            # uses the python on PATH; needs jax for the device, flax, optax,
+#                                          # orbax-checkpoint, ml-collections, absl-py (no dataset)
+set -u
+out="${OUT:-.}/accelerator.jsonl"
+python=${PYTHON:-python3}
+bench() { timeout "${ROW_TIMEOUT:-240}" "$python" bench/train_step.py --out="$out" "$@" || echo "row failed: $*" >&2; }
+
+"$python" -c "import jax; print(jax.__version__, jax.devices())"
+bench --suite
+for experiment in snn_conv_1_mnist snn_conv_1_nmnist; do
+  bench --config=configs/$experiment.py --batch=256 --steps=10
+done
+for setting in "" "--config.model.remat=scans --config.model.remat_chunk=10" \
+               "--config.model.remat=full --config.model.remat_chunk=10"; do
+  for batch in 16 128; do
+    bench --config=configs/snn_conv_1_gesture.py --batch=$batch --steps=10 $setting
+  done
+done
+bench --config=configs/snn_conv_1_gesture.py --batch=128 --steps=10 --config.model.dtype=bfloat16
