@@ -12,7 +12,6 @@ from pathlib import Path
 
 from absl import app, flags
 from ml_collections import config_flags
-import ml_collections
 
 config_flags.DEFINE_config_file("config", None, "experiment config (only with --reference_state_dict)",
                                 lock_config=True)
@@ -23,17 +22,10 @@ flags.DEFINE_string("reference_state_dict", None, "reference PyTorch weights (.n
 FLAGS = flags.FLAGS
 
 
-def _config_from_workdir(workdir: Path) -> ml_collections.ConfigDict:
-    path = workdir / "config.json"
-    if not path.is_file():
-        raise app.UsageError(f"{path} not found: --workdir must be a directory made by train.py")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from iirsnn_jax import data, models, reference
+    from iirsnn_jax import data, experiments, models, reference
     from iirsnn_jax.training import checkpoint, evaluation, metrics, optimizer as optimizer_lib, parallel, steps
 
     workdir = Path(FLAGS.workdir) if FLAGS.workdir else None
@@ -44,7 +36,10 @@ def main(argv):
     elif workdir is None:
         raise app.UsageError("give --workdir=DIR (a train.py run) or --config with --reference_state_dict")
     else:
-        config = _config_from_workdir(workdir)
+        try:
+            config = experiments.read_run_config(workdir)
+        except FileNotFoundError as error:
+            raise app.UsageError(str(error)) from error
 
     mesh = parallel.make_mesh()
     model = models.build_model(config.model, seed=config.seed)

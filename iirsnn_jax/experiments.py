@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -27,3 +28,22 @@ def load_config(name: str) -> ml_collections.ConfigDict:
     if root not in sys.path:
         sys.path.insert(0, root)
     return importlib.import_module(f"configs.{name}").get_config()
+
+
+def read_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    """The resolved config that train.py saved in workdir/config.json, over today's defaults: a run made
+    before a config field existed reads it with its default (e.g. model.remat = "none")."""
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the workdir must be a directory made by train.py")
+    config = load_config("default")
+    _merge(config, json.loads(path.read_text()))
+    return config
+
+
+def _merge(config: ml_collections.ConfigDict, saved: dict) -> None:
+    for key, value in saved.items():
+        if isinstance(value, dict) and isinstance(config.get(key), ml_collections.ConfigDict):
+            _merge(config[key], value)
+        else:
+            config[key] = value

@@ -79,6 +79,17 @@ def test_tiny_run_learns_and_reports(reference_run):
     assert result["test"]["accuracy"] == test[0]["accuracy"]
 
 
+def test_a_run_saved_before_a_config_field_existed_reads_with_its_default(reference_run, tmp_path):
+    saved = json.loads((reference_run[0] / "config.json").read_text())
+    del saved["model"]["remat"], saved["train"]["microbatches"]  # fields added after the first runs
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = experiments.read_run_config(tmp_path)
+    assert (config.model.remat, config.train.microbatches) == ("none", 1)
+    assert config.model.layers == "F N(32) D F N(10)" and config.experiment == "test"
+    with pytest.raises(FileNotFoundError, match="config.json not found"):
+        experiments.read_run_config(tmp_path / "missing")
+
+
 def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
     workdir, _ = reference_run
     loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
@@ -203,6 +214,12 @@ def test_batch_that_does_not_divide_over_devices_fails_clearly(tmp_path):
                   devices=8)
     assert result.returncode != 0
     assert "train.batch_size=12 does not divide over the 8 devices" in result.stderr
+
+
+def test_microbatches_that_do_not_divide_the_batch_fail_before_training(tmp_path):
+    with pytest.raises(ValueError, match="train.microbatches=3 must be >= 1 and divide train.batch_size=16"):
+        loop.train_and_evaluate(_config(microbatches=3), tmp_path)
+    assert not list(tmp_path.glob("checkpoints*/*")), "nothing may be trained or saved"
 
 
 def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_parameters(tmp_path):

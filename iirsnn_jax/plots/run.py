@@ -6,7 +6,6 @@ runs the trained network (evaluation mode, zero initial state) on batch-major in
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -16,16 +15,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from iirsnn_jax import data, models
+from iirsnn_jax import data, experiments, models
 from iirsnn_jax.training import checkpoint, metrics, optimizer as optimizer_lib, steps
-
-
-def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
-    """The resolved config that train.py saved in workdir/config.json."""
-    path = Path(workdir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --workdir must be a directory made by train.py")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 @dataclass
@@ -79,7 +70,7 @@ def load_run(workdir: str | Path, which: str = "best") -> TrainedRun:
     of a run that saved none can still be drawn.
     """
     workdir = Path(workdir)
-    config = read_config(workdir)
+    config = experiments.read_run_config(workdir)
     model = models.build_model(config.model, seed=int(config.seed))
     runs = checkpoint.RunCheckpoints(workdir)
     try:

@@ -79,6 +79,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     write_config(config, workdir)
     mesh = parallel.make_mesh()
     parallel.local_batch_size(config.train.batch_size, mesh)  # a clear error if it does not divide
+    if config.train.microbatches < 1 or config.train.batch_size % config.train.microbatches:
+        raise ValueError(f"train.microbatches={config.train.microbatches} must be >= 1 and divide "
+                         f"train.batch_size={config.train.batch_size}")
     eval_batch = evaluation.eval_batch_size(config)
     parallel.local_batch_size(eval_batch, mesh)
     train_data = data.build(config, "train")
