@@ -488,7 +488,7 @@ def _weights(layer, y, kernel, bias):
     return current.reshape(t, b, *current.shape[1:])
 
 
-def net_call_memory(self, inputs, state=None, *, key=None):
+def net_call_memory(self, inputs, state=None, *, key=None, keep_layer_spikes=True):
     """SpikingNetwork.__call__ (training, zero state) where each filter + weight pair is one jax.checkpoint
     block that keeps only its input (as bool when the input is 0/1 spikes); the neuron scan stays outside."""
     if state is not None:
@@ -529,7 +529,8 @@ def net_call_memory(self, inputs, state=None, *, key=None):
             spikes = x
             layer_spikes[name] = jnp.moveaxis(x, 0, 1)
         i += 1
-    return models_lib.NetworkOutput(jnp.moveaxis(spikes, 0, 1), None, layer_spikes, tuple(new_states))
+    rates = {n: s.reshape(s.shape[0], -1).astype(jnp.float32).mean(axis=1) for n, s in layer_spikes.items()}
+    return models_lib.NetworkOutput(jnp.moveaxis(spikes, 0, 1), None, layer_spikes, rates, tuple(new_states))
 
 
 def _memory(**flags):
