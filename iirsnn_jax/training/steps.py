@@ -47,9 +47,9 @@ def compiler_options() -> dict:
 
     - YNNPACK fusions (the default in jax 0.10) run this network's kernel-gradient convolutions and its
       reductions over [T*B] 2-3x slower than XLA's own kernels: off, a conv network's step is ~1.4x faster.
-    - The default (concurrency-optimised) scheduler starts every scan's zero-filled output buffer at the top
-      of the program, so they all live through the whole step; the memory-optimised scheduler allocates them
-      when needed: N-MNIST batch 48 peaks at 5.1 instead of 7.4 GB and runs 1.15-1.3x faster (fewer page
+    - The default (concurrency-optimised) scheduler places the copies of every scan's zero-filled output
+      buffer near the top of the program, so they all live through most of the step; the memory-optimised
+      scheduler makes them when they are needed: N-MNIST batch 48 peaks at 5.1 instead of 7.4 GB and runs 1.15-1.3x faster (fewer page
       faults).
     """
     if jax.default_backend() == "cpu":
