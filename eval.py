@@ -25,7 +25,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from iirsnn_jax import data, experiments, models, reference
+    from iirsnn_jax import config as config_lib, data, models, reference
     from iirsnn_jax.training import checkpoint, evaluation, metrics, optimizer as optimizer_lib, parallel, steps
 
     workdir = Path(FLAGS.workdir) if FLAGS.workdir else None
@@ -37,7 +37,7 @@ def main(argv):
         raise app.UsageError("give --workdir=DIR (a train.py run) or --config with --reference_state_dict")
     else:
         try:
-            config = experiments.read_run_config(workdir)
+            config = config_lib.read_run_config(workdir)
         except FileNotFoundError as error:
             raise app.UsageError(str(error)) from error
 

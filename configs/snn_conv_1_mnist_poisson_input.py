@@ -3,15 +3,12 @@
     python train.py --config=configs/snn_conv_1_mnist_poisson_input.py
 
 Reference (SPEC 7): train 99.822, dev 99.479 (epoch 93), test 99.519; the paper quotes 99.46 for MNIST."""
-from configs import default
+from configs import snn_conv_1_mnist
 
 
 def get_config():
-    config = default.get_config()
+    config = snn_conv_1_mnist.get_config()
     config.experiment = "snn_conv_1_mnist_poisson_input"
-    config.model.layers = ("F C(32,3,1,1) F C(32,3,1,1) F C(64,3,1,1) F P(2,2,0) F C(64,3,1,1) F P(2,2,0) "
-                           "flat F N(512) D F N(10)")
-    config.model.input_shape = (28, 28, 1)
     config.data.encoding = "poisson"
     config.train.batch_size = 32
     config.data.drop_remainder = True  # the reference trained with drop_last=True

@@ -9,7 +9,8 @@ Table of contents:
   losses      spike-count cross-entropy, filtered-output MSE
   layout      our [B, T, ...] layout <-> the reference's time-last layout
   reference   load reference PyTorch state_dicts; `python -m iirsnn_jax.reference check FILE.npz`
-  experiments load configs/<experiment>.py
+  config      the config schema and defaults (`default_config`), a run's saved config (`read_run_config`)
+  experiments the reference experiments by name; load configs/<experiment>.py
 """
 from iirsnn_jax.filters import (DualExpState, LowPassState, OutputFilterState, dual_exp_iir,
                                 dual_exp_output_filter, first_order_low_pass)

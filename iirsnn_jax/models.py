@@ -1,4 +1,4 @@
-"""The paper's networks, built from the `model` block of a config (see configs/default.py).
+"""The paper's networks, built from the `model` block of a config (see iirsnn_jax/config.py).
 
 `SpikingNetwork` takes batch-major inputs [B, T, ...] (the layout of the data pipelines), moves time to the
 front once, runs its layers one after the other over the whole sequence, and returns batch-major outputs.

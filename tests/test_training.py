@@ -83,11 +83,11 @@ def test_a_run_saved_before_a_config_field_existed_reads_with_its_default(refere
     saved = json.loads((reference_run[0] / "config.json").read_text())
     del saved["model"]["remat"], saved["train"]["microbatches"]  # fields added after the first runs
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    config = experiments.read_run_config(tmp_path)
+    config = config_lib.read_run_config(tmp_path)
     assert (config.model.remat, config.train.microbatches) == ("none", 1)
     assert config.model.layers == "F N(32) D F N(10)" and config.experiment == "test"
     with pytest.raises(FileNotFoundError, match="config.json not found"):
-        experiments.read_run_config(tmp_path / "missing")
+        config_lib.read_run_config(tmp_path / "missing")
 
 
 def test_same_seed_gives_identical_metrics(reference_run, tmp_path):

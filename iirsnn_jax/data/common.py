@@ -102,7 +102,3 @@ def split_train_dev(n: int, n_dev: int, seed: int) -> tuple[np.ndarray, np.ndarr
     perm = torch_randperm(n, seed)
     return perm[: n - n_dev], perm[n - n_dev:]
 
-
-def data_field(config, name: str, default):
-    """config.data.<name>, or `default` while configs/default.py does not define it yet."""
-    return config.data.get(name, default)

@@ -13,7 +13,6 @@ import functools
 import numpy as np
 
 from iirsnn_jax.data import common, encoding
-from iirsnn_jax.data.common import data_field
 
 SIZES = {"train": 1257, "dev": 270, "test": 270}
 
@@ -42,7 +41,7 @@ class DigitsSource:
         if self.encoding not in ("copy", "poisson"):
             raise ValueError(f"digits supports data.encoding 'copy' or 'poisson', got {self.encoding!r}")
         images, labels = _load()
-        keep = split_indices(split, int(data_field(config, "split_seed", 42)))
+        keep = split_indices(split, int(config.data.split_seed))
         self.x = (images[keep] / np.float32(16.0))[..., None]  # [N, 8, 8, 1] in [0, 1]
         self.labels = labels[keep]
         self.num_examples = len(keep)

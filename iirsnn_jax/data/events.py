@@ -19,12 +19,12 @@ import numpy as np
 
 from iirsnn_jax.data import common
 from iirsnn_jax.data.cache import FrameCache
-from iirsnn_jax.data.common import CorruptFileError, data_field, log
+from iirsnn_jax.data.common import CorruptFileError, log
 
 
 def default_cache_dir(config) -> Path:
     """data.cache_dir, or <data.root>/iirsnn_cache when it is empty."""
-    cache_dir = data_field(config, "cache_dir", "")
+    cache_dir = config.data.cache_dir
     return Path(cache_dir) if cache_dir else Path(config.data.root) / "iirsnn_cache"
 
 
@@ -38,11 +38,11 @@ class EventSource:
         self.name, self.split = name, split
         self.shape, self._encode, self._postprocess = tuple(shape), encode, postprocess
         files, labels = list(files), np.asarray(labels, np.int32)
-        skip_corrupt = bool(data_field(config, "skip_corrupt", False))
-        if data_field(config, "cache", True):
+        skip_corrupt = bool(config.data.skip_corrupt)
+        if config.data.cache:
             cache = FrameCache.open_or_build(
                 default_cache_dir(config), f"{name}-{base.name}", files, base, params, encode, shape, dtype,
-                skip_corrupt=skip_corrupt, num_workers=int(data_field(config, "num_workers", 0)),
+                skip_corrupt=skip_corrupt, num_workers=int(config.data.num_workers),
                 desc=f"{name} {base.name}: binning events once, then cached")
             self._cache, kept = cache, cache.kept
         else:
@@ -54,8 +54,8 @@ class EventSource:
         self._rows = np.arange(len(kept))  # sample -> cache row (rows hold kept files in order)
         if split != "test":
             n = len(kept)
-            n_dev = common.reference_dev_size(n, ref_dev, ref_total, int(data_field(config, "dev_size", -1)))
-            train, dev = common.split_train_dev(n, n_dev, int(data_field(config, "split_seed", 42)))
+            n_dev = common.reference_dev_size(n, ref_dev, ref_total, int(config.data.dev_size))
+            train, dev = common.split_train_dev(n, n_dev, int(config.data.split_seed))
             self._rows = train if split == "train" else dev
         self.num_examples = len(self._rows)
 

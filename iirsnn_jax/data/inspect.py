@@ -33,10 +33,10 @@ def sample_arrays(config, split: str, index: int, epoch: int = 0) -> dict[str, n
     if not 0 <= index < source.num_examples:
         raise IndexError(f"index {index} outside the {source.num_examples} samples of split {split!r}")
     batch = source.get_batch(np.asarray([index]), epoch)
-    order = config.model.get("reference_spatial_order", "hw")
+    order = config.model.reference_spatial_order
     x = batch["input"]
     # The network reshapes [B, T, *S] row-major to its input shape, e.g. MNIST (28, 28, 1) -> (784,).
-    shape = tuple(config.model.get("input_shape", x.shape[2:]))
+    shape = tuple(config.model.input_shape)
     ref = to_reference_signal(x.reshape(1, x.shape[1], *shape), order)[0]
     out = {"input": ref, "input_ours": x[0], "label": np.asarray(batch["label"][0]),
            "index": np.asarray(index), "epoch": np.asarray(epoch), "split": np.asarray(split)}

@@ -25,7 +25,7 @@ import numpy as np
 
 from iirsnn_jax.data import common, encoding, tfds_reader
 from iirsnn_jax.data.augment import reference_augment
-from iirsnn_jax.data.common import CorruptFileError, DatasetNotFoundError, data_field, log
+from iirsnn_jax.data.common import CorruptFileError, DatasetNotFoundError, log
 
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -96,7 +96,7 @@ def _read_tfds(builder_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def load_arrays(config, folder: str) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, 28, 28] and int64 labels [N] of "train" (60000) or "test" (10000), in IDX order."""
-    root, how = str(config.data.root), data_field(config, "source", "auto")
+    root, how = str(config.data.root), config.data.source
     if how not in ("auto", "tfds", "idx"):
         raise ValueError(f"data.source must be auto, tfds or idx, got {how!r}")
     if how != "idx":
@@ -134,13 +134,13 @@ class MnistSource:
         if images is None:
             images, labels = load_arrays(config, "test" if split == "test" else "train")
         if split != "test":
-            n_dev = common.reference_dev_size(len(images), 10000, 60000, int(data_field(config, "dev_size", -1)))
-            train, dev = common.split_train_dev(len(images), n_dev, int(data_field(config, "split_seed", 42)))
+            n_dev = common.reference_dev_size(len(images), 10000, 60000, int(config.data.dev_size))
+            train, dev = common.split_train_dev(len(images), n_dev, int(config.data.split_seed))
             keep = train if split == "train" else dev
             images, labels = images[keep], labels[keep]
         self.images, self.labels = images, labels.astype(np.int32)
-        self.augment = bool(data_field(config, "augment", True)) and (
-            split == "train" or (split == "dev" and bool(data_field(config, "augment_dev", False))))
+        self.augment = bool(config.data.augment) and (
+            split == "train" or (split == "dev" and bool(config.data.augment_dev)))
         self.num_examples = len(self.images)
 
     def get_batch(self, indices: np.ndarray, epoch: int = 0) -> dict[str, np.ndarray]:

@@ -21,7 +21,6 @@ import math
 import numpy as np
 
 from iirsnn_jax.data import common
-from iirsnn_jax.data.common import data_field
 
 SIZE = 300
 DELAY = 4
@@ -146,7 +145,7 @@ class PatternSource:
             raise ValueError(f"the associative-memory patterns have T = {SIZE} steps, data.length is "
                              f"{config.data.length}")
         self.split, self.seed = split, int(config.seed)
-        self.num_examples = int(data_field(config, "pattern_samples", 1000))
+        self.num_examples = int(config.data.pattern_samples)
         self.patterns = make_patterns()
         target = delay(self.patterns)
         tau_m, tau_s = float(config.model.output_tau_m), float(config.model.output_tau_s)

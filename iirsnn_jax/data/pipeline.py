@@ -29,7 +29,6 @@ from typing import Iterator
 import numpy as np
 
 from iirsnn_jax.data import common
-from iirsnn_jax.data.common import data_field
 
 SOURCES = ("mnist", "nmnist", "gesture", "patterns", "digits")
 
@@ -152,8 +151,8 @@ def build(config, split: str, *, batch_size: int | None = None, shuffle: bool | 
         batch_size=int(config.train.batch_size if batch_size is None else batch_size),
         seed=int(config.seed),
         shuffle=train if shuffle is None else shuffle,
-        drop_remainder=(train and bool(data_field(config, "drop_remainder", False))) if drop_remainder is None
+        drop_remainder=(train and bool(config.data.drop_remainder)) if drop_remainder is None
         else drop_remainder,
         process_index=process_index, process_count=process_count,
-        prefetch=int(data_field(config, "prefetch", 4)) if prefetch is None else prefetch,
-        workers=int(data_field(config, "num_workers", 0)))
+        prefetch=int(config.data.prefetch) if prefetch is None else prefetch,
+        workers=int(config.data.num_workers))

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from iirsnn_jax import data, experiments, models
+from iirsnn_jax import config as config_lib, data, models
 from iirsnn_jax.training import checkpoint, metrics, optimizer as optimizer_lib, steps
 
 
@@ -40,7 +40,7 @@ class TrainedRun:
 
     @property
     def name(self) -> str:
-        return str(self.config.get("experiment", self.workdir.name))
+        return str(self.config.experiment)
 
     def forward(self, inputs: np.ndarray) -> models.NetworkOutput:
         """Trained network on inputs [B, T, *S], evaluation mode; every array of the output as numpy."""
@@ -70,7 +70,7 @@ def load_run(workdir: str | Path, which: str = "best") -> TrainedRun:
     of a run that saved none can still be drawn.
     """
     workdir = Path(workdir)
-    config = experiments.read_run_config(workdir)
+    config = config_lib.read_run_config(workdir)
     model = models.build_model(config.model, seed=int(config.seed))
     runs = checkpoint.RunCheckpoints(workdir)
     try:

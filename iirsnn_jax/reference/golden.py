@@ -1,4 +1,4 @@
-"""`python -m iirsnn_jax.reference check FILE.npz ...`: our network against a reference golden file.
+"""Our network against a reference golden file (`python -m iirsnn_jax.reference check FILE.npz`).
 
 A golden file (format of shared/golden/README.md) holds an experiment name, reference-layout inputs (time
 last), labels or a filtered target, the reference parameters (`param/NAME`), and what the reference computed
@@ -10,17 +10,19 @@ evaluation mode, and compare:
   loss: relative error <= 1e-9;
   each gradient tensor and the filtered output: max |ours - reference| <= 1e-5 * max |reference|
   (the reference stored them as float32).
-
-Exit status 0 only if everything matches. `convert CKPT OUT.npz` turns a torch checkpoint into an .npz.
 """
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+from iirsnn_jax import experiments, layout, losses, models
+from iirsnn_jax.reference import state_dict as reference
 
 LOSS_RTOL = 1e-9
 ARRAY_RTOL = 1e-5
@@ -63,15 +65,14 @@ def _stage(key: str) -> int:
 
 
 def check_file(path: str) -> list[Comparison]:
-    """Runs the golden file at `path` through our network; returns every comparison made."""
-    import jax
+    """Runs the golden file at `path` through our network; returns every comparison made.
 
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-    from flax import nnx
+    float64 is switched on for this call only (`jax.enable_x64`): the caller's JAX is left as it was."""
+    with jax.enable_x64(True):
+        return _check_file(path)
 
-    from iirsnn_jax import experiments, layout, losses, models, reference
 
+def _check_file(path: str) -> list[Comparison]:
     with np.load(path) as data:
         golden = {k: data[k] for k in data.files}
     for key in ("experiment", "input"):
@@ -134,35 +135,3 @@ def check_file(path: str) -> list[Comparison]:
         results.append(Comparison(f"grad {layer}.{attr}: trainable in ours, absent from the file", np.inf, np.inf, False))
     return results
 
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m iirsnn_jax.reference", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="compare our network with a golden file of the reference")
-    check.add_argument("files", nargs="+", help="golden .npz files (format of shared/golden/README.md)")
-    convert = commands.add_parser("convert", help="save a torch checkpoint's state_dict as .npz (needs torch)")
-    convert.add_argument("checkpoint")
-    convert.add_argument("out")
-    args = parser.parse_args(argv)
-
-    if args.command == "convert":
-        from iirsnn_jax import reference
-
-        np.savez(args.out, **reference.read_state_dict(args.checkpoint))
-        print(f"wrote {args.out}")
-        return
-    failed = False
-    for path in args.files:
-        print(f"== {path}")
-        try:
-            results = check_file(path)
-        except (OSError, ValueError, KeyError) as error:
-            print(f"ERROR     {error}")
-            failed = True
-            continue
-        for result in results:
-            print(result.line())
-        bad = sum(not r.ok for r in results)
-        print(f"{'OK' if not bad else 'MISMATCH'}: {len(results) - bad} of {len(results)} comparisons match")
-        failed |= bool(bad)
-    sys.exit(1 if failed else 0)

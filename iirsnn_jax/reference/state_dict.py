@@ -9,8 +9,6 @@
 * `read_state_dict(path)` reads an `.npz` of arrays keyed by PyTorch names (keys may carry DataParallel's
   `module.` prefix or the golden files' `param/` prefix), or a reference checkpoint written by `torch.save`
   (a dict with `snn_state_dict`) when torch is installed.
-* `python -m iirsnn_jax.reference check FILE.npz` runs a golden file (the format of shared/golden) through
-  our network in float64 and compares spikes, loss and gradients; see golden_check.py.
 """
 from __future__ import annotations
 
@@ -201,8 +199,3 @@ def load_state_dict(model: SpikingNetwork, state_dict: Mapping[str, np.ndarray] 
         current.set_value(jnp.asarray(value, current.dtype))
     return model
 
-
-if __name__ == "__main__":
-    from iirsnn_jax import golden_check
-
-    golden_check.main()
