@@ -1,18 +1,26 @@
 """Train an experiment: python train.py --config=configs/<experiment>.py [--config.x=y] [--workdir=DIR].
 
-The workdir (default ./workdir/<config file name>) receives config.json, metrics.jsonl, TensorBoard events
-and Orbax checkpoints; running the same command again resumes from its latest checkpoint. On a TPU pod or
-several GPU nodes add --distributed on every host (jax.distributed.initialize finds its peers), or give
---coordinator_address, --num_processes and --process_id explicitly.
+The workdir (default ./workdir/<config file name>; a local folder or a bucket URL such as gs://bucket/run)
+receives config.json, metrics.jsonl, TensorBoard events and Orbax checkpoints; running the same command again
+resumes from its latest checkpoint. A workdir that holds a run with other settings is refused (only
+run-control fields such as train.epochs may change); --overwrite deletes that run and starts over. SIGTERM or
+Ctrl-C saves a checkpoint and exits (status 128 + the signal's number); a second Ctrl-C stops at once. On a
+TPU pod or several GPU nodes add --distributed on every host (jax.distributed.initialize finds its peers), or
+give --coordinator_address, --num_processes and --process_id explicitly.
 """
+import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from iirsnn_jax import cli
 
 config_flags.DEFINE_config_file("config", None, "experiment config file (configs/<experiment>.py)",
                                 lock_config=True)
-flags.DEFINE_string("workdir", None, "run directory; default ./workdir/<config file name>")
+flags.DEFINE_string("workdir", None, "run directory (or bucket URL); default ./workdir/<config file name>")
+flags.DEFINE_bool("overwrite", False, "delete the workdir's run (config.json, metrics.jsonl, tensorboard/, "
+                  "checkpoints/) and start over")
 flags.DEFINE_bool("distributed", False, "initialise multi-process JAX (TPU pods, multi-node GPU clusters)")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs")
 flags.DEFINE_integer("num_processes", None, "number of processes of a multi-process run")
@@ -32,17 +40,10 @@ def initialise_distributed() -> None:
         jax.distributed.initialize()
 
 
-class _QuietLibraries:
-    """Drops the INFO chatter of Orbax and JAX's distributed runtime; warnings and errors still show."""
-
-    def filter(self, record):
-        return record.levelno >= 30 or not any(part in record.pathname for part in ("/orbax/", "/jax/"))
-
-
 def main(argv):
-    logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ValueError(f"unexpected arguments: {argv[1:]}")
+    config = cli.config_value("config")
     if FLAGS.coordinator_address or FLAGS.distributed:
         initialise_distributed()
     from iirsnn_jax.training import loop
@@ -50,10 +51,18 @@ def main(argv):
     config_file = config_flags.get_config_filename(FLAGS["config"])
     workdir = FLAGS.workdir or str(Path("workdir") / Path(config_file).stem)
     logging.info("workdir %s", workdir)
-    result = loop.train_and_evaluate(FLAGS.config, workdir)
-    print(f"best dev epoch {result['best_epoch']} ({result['best_dev']:.5g}); test: "
-          + ", ".join(f"{k} {v:.5g}" for k, v in result["test"].items() if k in ("loss", "accuracy")))
+    try:
+        result = loop.train_and_evaluate(config, workdir, overwrite=FLAGS.overwrite)
+    except loop.Preempted as stopped:
+        print(f"{stopped} (workdir {workdir})", file=sys.stderr)
+        return 128 + stopped.signal if stopped.signal else 1
+    except loop.NonFiniteLoss as error:
+        return cli.report(error)
+    best = "no epoch trained" if result["best_epoch"] is None else \
+        f"best dev epoch {result['best_epoch']} ({result['best_dev']:.5g})"
+    print(f"{best}; test: " + ", ".join(f"{k} {v:.5g}" for k, v in result["test"].items() if k in ("loss", "accuracy")))
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -12,6 +12,14 @@ bench() { timeout "${ROW_TIMEOUT:-240}" "$python" bench/train_step.py --out="$ou
 
 "$python" -c "import jax; print(jax.__version__, jax.devices())"
 bench --suite
+# The filters' two solvers (model.scan): "auto" picks associative on accelerators without a measurement yet.
+for scan in sequential associative; do
+  bench --config=configs/snn_mlp_1.py --batch=64 --steps=20 --config.model.scan=$scan
+  bench --config=configs/snn_conv_1_mnist.py --batch=32 --steps=10 --config.model.scan=$scan
+  bench --config=configs/snn_conv_1_nmnist.py --batch=48 --steps=10 --config.model.scan=$scan
+  bench --config=configs/snn_mlp_2.py --batch=64 --steps=20 --length=100 --config.experiment=time_series \
+    "--config.model.layers=L N(256) L N(20)" "--config.model.input_shape=(700,)" --config.model.scan=$scan
+done
 for experiment in snn_conv_1_mnist snn_conv_1_nmnist; do
   bench --config=configs/$experiment.py --batch=256 --steps=10
 done

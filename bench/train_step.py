@@ -7,8 +7,9 @@
     python bench/train_step.py --config=configs/snn_conv_1_nmnist.py --config.train.microbatches=3
     python bench/train_step.py --config=configs/snn_conv_1_gesture.py --batch=16 --config.model.remat=full \
         --config.model.remat_chunk=10                                                # rematerialisation
-    python bench/train_step.py --suite --out=bench/results.jsonl              # the rows of BASELINE.md
-    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python bench/train_step.py --suite  # large buffers on huge pages
+    python bench/train_step.py --suite --out=bench/results.jsonl              # BASELINE.md's rows + time series
+    python bench/train_step.py --suite --nohuge_pages                          # glibc's default pages
+    python bench/train_step.py --config=configs/snn_mlp_1.py --config.model.scan=associative
 
 The step is the one train.py runs: `steps.make_train_step` with `optimizer.make_optimizer`, jitted with
 `donate_argnums=0`. Inputs have the experiment's shape [B, T, *model.input_shape] and the pipeline's dtype:
@@ -21,10 +22,11 @@ samples_per_s, peak_mem_mb (host peak RSS of this process on CPU, so --suite run
 process; peak_bytes_in_use of the device on an accelerator), flops (XLA's cost analysis of the compiled
 step; it counts a scan body once, not T times, so the elementwise recurrences are undercounted while the
 matmuls and convs outside the scans are exact), matmul_gflops (the best of 10 jitted 2048x2048 float32
-matmuls in this process), utilisation = flops / step time / matmul FLOP/s, and device. The machines are
-shared and noisy: compare ratios measured in one run. XLA allocates its large buffers afresh every step; with
-glibc's default they are new mmaps whose page faults cost much of a step on CPU, GLIBC_TUNABLES (inherited by
-the --suite processes and recorded in the line) puts them on transparent huge pages.
+matmuls in this process), utilisation = flops / step time / matmul FLOP/s, device, huge_pages (whether
+glibc puts malloc's memory on transparent huge pages, the default: iirsnn_jax/hugepages.py) and scan (the
+filters' solver that model.scan resolved to). The machines are shared and noisy: compare ratios measured in
+one run. A flag value that cannot be benchmarked (--batch=0, --steps=0, ...) or a bad config value is one
+line on stderr and exit status 2, without a traceback.
 """
 from __future__ import annotations
 
@@ -43,23 +45,31 @@ sys.path.insert(0, str(ROOT))  # configs import `configs.default`; the library i
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from iirsnn_jax import hugepages  # noqa: E402
+
 config_flags.DEFINE_config_file("config", None, "experiment config (configs/<experiment>.py)", lock_config=True)
-flags.DEFINE_integer("batch", 0, "batch size; 0 = the config's train.batch_size")
-flags.DEFINE_integer("length", 0, "time steps T; 0 = the config's data.length")
+flags.DEFINE_integer("batch", None, "batch size (default: the config's train.batch_size)")
+flags.DEFINE_integer("length", None, "time steps T (default: the config's data.length)")
 flags.DEFINE_integer("steps", 10, "timed steps (the median is reported)")
 flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
-flags.DEFINE_bool("suite", False, "run the rows of BASELINE.md, each in its own process")
+flags.DEFINE_bool("suite", False, "run the rows of BASELINE.md and the time-series shape, each in its own process")
 flags.DEFINE_string("out", None, "append the JSON lines to this file")
 flags.DEFINE_integer("seed", 0, "seed of the synthetic batch")
+flags.DEFINE_bool("huge_pages", True, "run with transparent huge pages for XLA's buffers (iirsnn_jax/hugepages.py); "
+                  "--nohuge_pages for glibc's default")
 FLAGS = flags.FLAGS
 
 # (experiment, batch, timed steps, config overrides): the rows of shared/reference/BASELINE.md, each at its
-# config's T, plus N-MNIST batch 48 with the gradient accumulated over 3 slices of 16 (train.microbatches).
+# config's T, plus N-MNIST batch 48 with the gradient accumulated over 3 slices of 16 (train.microbatches),
+# plus the time-series shape (Spiking Heidelberg Digits: 700 input channels, T 100), coefficients trained.
+TIME_SERIES = ("--config.experiment=time_series", "--config.model.layers=L N(256) L N(20)",
+               "--config.model.input_shape=(700,)", "--length=100")
 SUITE = (
     ("snn_mlp_1", 64, 20, ()), ("snn_mlp_1", 32, 20, ()),
     ("snn_conv_1_mnist", 32, 3, ()), ("snn_conv_1_mnist", 64, 3, ()),
     ("snn_conv_1_nmnist", 48, 3, ()), ("snn_conv_1_nmnist", 48, 3, ("--config.train.microbatches=3",)),
     ("snn_conv_1_nmnist", 32, 3, ()),
+    ("snn_mlp_2", 64, 20, TIME_SERIES),
 )
 EVENT_DENSITY = 0.02
 
@@ -132,6 +142,7 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
     optimizer = optimizer_lib.make_optimizer(config.train, steps_per_epoch=1000)
     graphdef, state = steps_lib.create_train_state(model, optimizer, batch)
     parameters = models.count_trainable_parameters(model)
+    model_scan = model.scan
     del model
     train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed,
                                                    config.train.microbatches),
@@ -162,17 +173,20 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
         "flops_per_sample": flops / batch, "matmul_gflops": round(matmul / 1e9, 2),
         "utilisation": round(flops / step_s / matmul, 4), "parameters": parameters,
         "microbatches": int(config.train.microbatches), "remat": config.model.remat,
-        "remat_chunk": int(config.model.remat_chunk), "dtype": config.model.dtype, "device": f"{device.platform}:{device.device_kind}",
+        "remat_chunk": int(config.model.remat_chunk), "dtype": config.model.dtype,
+        "device": f"{device.platform}:{device.device_kind}",
         "device_count": jax.device_count(), "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "huge_pages": hugepages.active(), "scan": model_scan,
     }
 
 
-def run_suite(out: str | None, warmup: int) -> None:
+def run_suite(out: str | None, warmup: int, huge_pages: bool) -> None:
     """Every row in a fresh process, so each peak RSS is that row's own."""
     for experiment, batch, steps, overrides in SUITE:
         command = [sys.executable, str(Path(__file__).resolve()), f"--config={ROOT / 'configs' / experiment}.py",
-                   f"--batch={batch}", f"--steps={steps}", f"--warmup={warmup}", *overrides]
+                   f"--batch={batch}", f"--steps={steps}", f"--warmup={warmup}", f"--huge_pages={huge_pages}",
+                   *overrides]
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         lines = result.stdout.strip().splitlines()
         if result.returncode or not lines:
@@ -189,18 +203,43 @@ def _emit(line: str, out: str | None) -> None:
             f.write(line + "\n")
 
 
+def _check_flags(config) -> tuple[int, int]:
+    """(batch, length), or one line on stderr and exit 2 for a value that cannot be benchmarked."""
+    batch = int(config.train.batch_size) if FLAGS.batch is None else FLAGS.batch
+    length = int(config.data.length) if FLAGS.length is None else FLAGS.length
+    for name, value, least in (("--batch", batch, 1), ("--length", length, 1), ("--steps", FLAGS.steps, 1),
+                               ("--warmup", FLAGS.warmup, 0)):
+        if value < least:
+            _fail(f"{name}={value}: must be at least {least}")
+    microbatches = int(config.train.microbatches)
+    if microbatches < 1 or batch % microbatches:
+        _fail(f"--config.train.microbatches={microbatches} must be at least 1 and divide the batch size {batch}")
+    return batch, length
+
+
+def _fail(message: str):
+    print(f"bench/train_step.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.suite:
-        run_suite(FLAGS.out, FLAGS.warmup)
+        if FLAGS.steps < 1 or FLAGS.warmup < 0:
+            _fail(f"--steps must be at least 1 and --warmup at least 0, got {FLAGS.steps} and {FLAGS.warmup}")
+        hugepages.ensure(FLAGS.huge_pages)
+        run_suite(FLAGS.out, FLAGS.warmup, FLAGS.huge_pages)
         return
     config = FLAGS.config
     if config is None:
-        raise app.UsageError("give --config=configs/<experiment>.py or --suite")
-    batch = FLAGS.batch or int(config.train.batch_size)
-    length = FLAGS.length or int(config.data.length)
-    result = benchmark(config, batch, length, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
+        _fail("give --config=configs/<experiment>.py or --suite")
+    batch, length = _check_flags(config)
+    hugepages.ensure(FLAGS.huge_pages)
+    try:
+        result = benchmark(config, batch, length, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
+    except ValueError as error:  # the library's config checks (layers, dtype, scan, ...): one line, no traceback
+        _fail(f"bad config: {error}")
     _emit(json.dumps(result), FLAGS.out)
 
 

@@ -12,9 +12,9 @@ from any folder.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import ml_collections
+from etils import epath
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -50,15 +50,19 @@ def default_config() -> ml_collections.ConfigDict:
     model.reference_spatial_order = "hw"
     model.dtype = "float32"  # compute dtype: float32 | bfloat16 (mixed precision) | float64 (golden checks)
     model.param_dtype = "float32"  # parameter dtype
+    model.scan = "auto"  # filter recurrences: auto | sequential | associative (iirsnn_jax/models.py)
 
     data = config.data = ml_collections.ConfigDict()
-    data.name = "mnist"  # mnist | nmnist | gesture | patterns | digits
+    data.name = "mnist"  # mnist | nmnist | gesture | patterns | digits | uea | shd | ssc
     data.root = "./data"  # folder that holds the dataset as TFDS, tonic or the IDX distribution lay it out
     data.length = 25  # T, time steps per sample
     data.encoding = "copy"  # copy | poisson | or | max | avg (per source, see iirsnn_jax/data)
     data.source = "auto"  # MNIST: auto | tfds | idx
     data.augment = True  # MNIST: the reference's crop + rotation on the train split (SPEC 4.1)
     data.augment_dev = False  # also augment dev, as the reference did by accident (SPEC 6.7)
+    # Where the augmentation runs: "device" (inside the jitted step, same distributions as the reference) or
+    # "host_pillow" (per sample on the host with Pillow, as torchvision did: slow, for parity checks).
+    data.augment_on = "device"
     data.split_seed = 42  # seed of the reference's train/dev random_split
     data.dev_size = -1  # -1: the reference's count (10000, or 128 for gesture), scaled down for partial copies
     data.cache = True  # event datasets: bin every file once, keep the packed frames on disk
@@ -68,6 +72,10 @@ def default_config() -> ml_collections.ConfigDict:
     data.prefetch = 4  # batches made ahead of use in background threads
     data.num_workers = 0  # batch and cache threads; 0 = up to 4 for batches, up to 8 for cache building
     data.pattern_samples = 1000  # associative memory: samples per split (10 patterns x 100 corruptions)
+    data.dataset = ""  # uea: the archive's problem name, e.g. "JapaneseVowels" (iirsnn_jax/data/uea.py)
+    data.upsample = 1  # uea: repeat every time step this many times (short series, SNNs need more steps)
+    data.bin_ms = 10.0  # shd, ssc: frame width in ms; frame t counts spikes at t*dt <= time < (t+1)*dt
+    data.channel_pool = 1  # shd, ssc: sum groups of this many neighbouring channels (700 -> 700 / k)
 
     train = config.train = ml_collections.ConfigDict()
     train.loss = "cross_entropy"  # cross_entropy (on spike counts) | mse (filtered output vs target)
@@ -81,15 +89,23 @@ def default_config() -> ml_collections.ConfigDict:
     train.epochs = 100
     train.eval_batch_size = 0  # batch size for dev/test; 0 = train.batch_size
     train.checkpoint_every_steps = 0  # also checkpoint every N steps (0: only at the end of each epoch)
-    train.keep_checkpoints = 3  # how many of the latest checkpoints to keep (the best is kept apart)
+    # Dev metric that picks the best checkpoint: auto (accuracy for classifiers, as the reference; loss for mse)
+    # | accuracy | loss (steadier when dev is small: it moves with every sample, not in steps of 1/n).
+    train.best_metric = "auto"
+    train.keep_checkpoints = 3  # how many of the latest checkpoints to keep (the best is kept apart), >= 1
+    # The host reads the step's metric sums every this many steps (and before every save); between those reads
+    # the device runs ahead. 0: every 20 steps. A NaN is still named with its step; a single-process run
+    # reacts to SIGTERM/Ctrl-C at the next step, a multi-process run at the next read (all hosts agree there).
+    train.sync_every_steps = 0
     train.progress_bar = True
     return config
 
 
 def read_run_config(workdir) -> ml_collections.ConfigDict:
     """The resolved config that train.py saved in workdir/config.json, over today's defaults: a run made
-    before a config field existed reads it with its default (e.g. model.remat = "none")."""
-    path = Path(workdir) / "config.json"
+    before a config field existed reads it with its default (e.g. model.remat = "none"). workdir may be a
+    local folder or a bucket URL (gs://bucket/run)."""
+    path = epath.Path(workdir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the workdir must be a directory made by train.py")
     config = default_config()

@@ -35,7 +35,7 @@ def config_dirs(config_dir: str | Path | None = None) -> list[Path]:
 def load_config_file(path: str | Path) -> ml_collections.ConfigDict:
     """get_config() of the config file at `path` (as `--config=path` of train.py loads it).
 
-    Variants import their base experiment (`from configs import snn_mlp_1`), as configs/ is a package of the
+    Variants import their base experiment from the experiment package (configs/__init__.py) of the
     repository: run from the repository root, where `python -m`, pytest and train.py make it importable.
     """
     path = Path(path)

@@ -13,28 +13,25 @@ import numpy as np
 SPATIAL_ORDERS = ("hw", "xy")
 
 
-def _check(spatial_order: str):
+def _swap_time_and_features(x, spatial_order: str, expected: str):
+    """Transposes x between the two layouts.  The permutation swaps time with the features (axes 1 and 2 of
+    a vector signal; axes 1 and 4 of frames, whose spatial axes also swap for "xy"), so it is its own
+    inverse and serves both directions."""
     if spatial_order not in SPATIAL_ORDERS:
         raise ValueError(f"reference_spatial_order must be one of {SPATIAL_ORDERS}, got {spatial_order!r}")
+    if x.ndim == 3:
+        return np.transpose(x, (0, 2, 1))
+    if x.ndim != 5:
+        raise ValueError(f"expected {expected}, got shape {x.shape}")
+    spatial = (2, 3) if spatial_order == "hw" else (3, 2)
+    return np.transpose(x, (0, 4, *spatial, 1))
 
 
 def to_reference_signal(x, spatial_order: str = "hw"):
     """Ours [B, T, N] or [B, T, H, W, C] -> reference [B, N, T] or [B, C, A1, A2, T]."""
-    _check(spatial_order)
-    if x.ndim == 3:
-        return np.moveaxis(x, 1, 2)
-    if x.ndim != 5:
-        raise ValueError(f"expected [B, T, N] or [B, T, H, W, C], got shape {x.shape}")
-    spatial = (2, 3) if spatial_order == "hw" else (3, 2)
-    return np.transpose(x, (0, 4, *spatial, 1))
+    return _swap_time_and_features(x, spatial_order, "[B, T, N] or [B, T, H, W, C]")
 
 
 def from_reference_signal(x, spatial_order: str = "hw"):
     """Reference [B, N, T] or [B, C, A1, A2, T] -> ours [B, T, N] or [B, T, H, W, C]."""
-    _check(spatial_order)
-    if x.ndim == 3:
-        return np.moveaxis(x, 2, 1)
-    if x.ndim != 5:
-        raise ValueError(f"expected [B, N, T] or [B, C, A1, A2, T], got shape {x.shape}")
-    spatial = (2, 3) if spatial_order == "hw" else (3, 2)
-    return np.transpose(x, (0, 4, *spatial, 1))
+    return _swap_time_and_features(x, spatial_order, "[B, N, T] or [B, C, A1, A2, T]")

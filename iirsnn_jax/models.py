@@ -1,7 +1,10 @@
 """The paper's networks, built from the `model` block of a config (see iirsnn_jax/config.py).
 
-`SpikingNetwork` takes batch-major inputs [B, T, ...] (the layout of the data pipelines), moves time to the
-front once, runs its layers one after the other over the whole sequence, and returns batch-major outputs.
+`SpikingNetwork` takes batch-major inputs [B, T, ...] (the layout of the data pipelines), works time-major
+inside (a first filter reads the batch-major input in place), runs its layers one after the other over the
+whole sequence, and returns batch-major outputs. With sequential filter scans, a spiking layer, the dropout
+after it and the next filter run as one scan (`SpikingNetwork.passes`, neurons.py): parameters, layer names and
+states are those of the separate layers.
 """
 from __future__ import annotations
 
@@ -47,6 +50,21 @@ REMAT_POLICIES = {
 _DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
+# model.scan: how the filters solve their recurrences (recurrence.py). "auto": sequential on CPU (measured
+# faster there, and it lets a spiking layer and the next filter share one pass), associative on accelerators,
+# where a log-depth scan is the standard way to parallelise a linear recurrence.
+SCAN_OPTIONS = ("auto", "sequential", "associative")
+
+
+def resolve_scan(option: str, backend: str | None = None) -> str:
+    """The solver that `model.scan = option` means on `backend` (default: JAX's default backend)."""
+    if option not in SCAN_OPTIONS:
+        raise ValueError(f"model.scan must be one of {SCAN_OPTIONS}, got {option!r}")
+    if option != "auto":
+        return option
+    return "sequential" if (backend or jax.default_backend()) == "cpu" else "associative"
+
+
 def _dtype(name: str):
     if name not in _DTYPES:
         raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
@@ -63,6 +81,8 @@ class SpikingNetwork(nnx.Module):
             raise ValueError(f"model.reference_spatial_order must be 'hw' or 'xy', got {cfg.reference_spatial_order!r}")
         self.reference_spatial_order = cfg.reference_spatial_order
         dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+        self.scan = resolve_scan(cfg.scan)
+        filter_args = dict(trainable=cfg.train_coefficients, dtype=dtype, param_dtype=param_dtype, scan=self.scan)
         neuron_args = dict(tau_m=cfg.tau_m, use_bias=cfg.train_bias, reset_v=cfg.reset_v,
                            membrane_filter=cfg.membrane_filter, surrogate_name=cfg.surrogate,
                            surrogate_width=cfg.surrogate_width, threshold=cfg.threshold, dtype=dtype,
@@ -75,11 +95,9 @@ class SpikingNetwork(nnx.Module):
             if kind == "N" and len(shape) != 1:
                 raise ValueError(f"model.layers: {spec.name} needs a flat input (add 'flat'), got shape {shape}")
             if kind == "F":
-                layer = layers.DualExpFilter(shape, cfg.tau_m, cfg.tau_s, trainable=cfg.train_coefficients,
-                                             dtype=dtype, param_dtype=param_dtype)
+                layer = layers.DualExpFilter(shape, cfg.tau_m, cfg.tau_s, **filter_args)
             elif kind == "L":
-                layer = layers.LowPassFilter(shape, cfg.tau_m, trainable=cfg.train_coefficients, dtype=dtype,
-                                             param_dtype=param_dtype)
+                layer = layers.LowPassFilter(shape, cfg.tau_m, **filter_args)
             elif kind == "O":
                 layer = layers.OutputFilter(shape, cfg.output_tau_m, cfg.output_tau_s, dtype=dtype,
                                             param_dtype=param_dtype)
@@ -104,6 +122,7 @@ class SpikingNetwork(nnx.Module):
             raise ValueError("model.layers has no spiking layer (N or C)")
         self.layer_names = tuple(names)
         self.spiking_layer_names = tuple(spiking)
+        self.passes = _passes(self.layers, self.scan)
         self.output_shape = shape
         self.preserve_state = bool(cfg.preserve_state)
         if cfg.remat not in REMAT_POLICIES:
@@ -136,14 +155,14 @@ class SpikingNetwork(nnx.Module):
         b, t = inputs.shape[:2]
         if math.prod(inputs.shape[2:]) != math.prod(self.input_shape):
             raise ValueError(f"network input of shape {inputs.shape} does not hold [B, T, *{self.input_shape}]")
-        x = jnp.moveaxis(inputs.reshape(b, t, *self.input_shape), 1, 0)  # time-major from here on
+        x = inputs.reshape(b, t, *self.input_shape)
         states = (None,) * len(self.layer_names) if state is None else jax.lax.stop_gradient(state)
         keys = tuple(None if key is None else jax.random.fold_in(key, index) for index in range(len(self.layers)))
         run = functools.partial(self._run, keep_layer_spikes=keep_layer_spikes)
         if self.remat == "none":
-            new_states, outputs = run(x, states, keys)
-        else:
-            new_states, outputs = self._run_rematerialised(run, x, states, keys)
+            new_states, outputs = run(x, states, keys, batch_major=True)
+        else:  # time-major from here on
+            new_states, outputs = self._run_rematerialised(run, jnp.moveaxis(x, 1, 0), states, keys)
         layer_spikes = {name: jnp.moveaxis(y, 0, 1) for name, y in outputs["layer_spikes"].items()}
         rates = {name: count / (t * math.prod(getattr(self, name).output_shape()))
                  for name, count in outputs["spike_counts"].items()}
@@ -152,22 +171,40 @@ class SpikingNetwork(nnx.Module):
                              None if filtered is None else jnp.moveaxis(filtered, 0, 1), layer_spikes, rates,
                              tuple(new_states))
 
-    def _run(self, x, states, keys, *, keep_layer_spikes: bool):
-        """All layers over the time-major x [T, B, ...]: (new states, outputs), outputs a dict of "spikes"
-        (last spiking layer) and "filtered" ([T, B, N] or None), "layer_spikes" ({name: [T, B, *F]}) and
-        "spike_counts" ({name: [B]})."""
-        new_states = []
+    def _run(self, x, states, keys, *, keep_layer_spikes: bool, batch_major: bool = False):
+        """All layers over x [T, B, ...] (or [B, T, ...] when batch_major): (new states, outputs), outputs a dict
+        of "spikes" (last spiking layer) and "filtered" ([T, B, N] or None), "layer_spikes" ({name: [T, B, *F]})
+        and "spike_counts" ({name: [B]}). Runs `self.passes`: a spiking layer with the dropout and filter after
+        it is one scan."""
+        new_states = list(states)
         outputs = {"spikes": None, "filtered": None, "layer_spikes": {}, "spike_counts": {}}
-        for name, layer, layer_state, layer_key in zip(self.layer_names, self.layers, states, keys):
-            x, new_state = layer(x, layer_state, key=layer_key)
-            new_states.append(new_state)
-            if name in self.spiking_layer_names:
-                outputs["spikes"] = x
-                outputs["spike_counts"][name] = x.astype(jnp.float32).sum(axis=(0, *range(2, x.ndim)))
-                if keep_layer_spikes:
-                    outputs["layer_spikes"][name] = x
-            if isinstance(layer, layers.OutputFilter):
-                outputs["filtered"] = x
+        all_layers = self.layers
+        for index, *fused in self.passes:
+            layer, name = all_layers[index], self.layer_names[index]
+            if batch_major and not isinstance(layer, (layers.DualExpFilter, layers.LowPassFilter)):
+                x, batch_major = jnp.moveaxis(x, 1, 0), False  # time-major from here on
+            if not isinstance(layer, layers.SpikingLayer):
+                extra = {"time_axis": 1} if batch_major else {}
+                x, new_states[index] = layer(x, states[index], key=keys[index], **extra)
+                batch_major = False
+                if isinstance(layer, layers.OutputFilter):
+                    outputs["filtered"] = x
+                continue
+            drop, filt = fused if fused else (None, None)
+            out = layer.run(x, states[index], dropout=None if drop is None else all_layers[drop],
+                            dropout_key=None if drop is None else keys[drop],
+                            next_filter=None if filt is None else all_layers[filt],
+                            filter_state=None if filt is None else states[filt], keep_spikes=keep_layer_spikes)
+            new_states[index] = out.neuron_state
+            if filt is not None:
+                new_states[filt] = all_layers[filt].state_type(*out.filter_state)
+            spikes = out.out if filt is None else out.spikes
+            outputs["spike_counts"][name] = out.counts
+            if filt is None:
+                outputs["spikes"] = spikes
+            if keep_layer_spikes:
+                outputs["layer_spikes"][name] = spikes
+            x = out.out
         return tuple(new_states), outputs
 
     def _run_rematerialised(self, run, x, states, keys):
@@ -198,6 +235,26 @@ class SpikingNetwork(nnx.Module):
                    "layer_spikes": {name: join(y) for name, y in outputs["layer_spikes"].items()},
                    "spike_counts": {name: c.sum(axis=0) for name, c in outputs["spike_counts"].items()}}
         return new_states, outputs
+
+
+def _passes(all_layers, scan: str) -> tuple:
+    """The network as passes: (index,) for a layer on its own, (index, dropout index or None, filter index) for
+    a spiking layer whose spikes go, through an optional dropout, straight into a filter: one scan for all
+    three (sequential filters only). The last spiking layer stays on its own: its spikes are the output."""
+    last_spiking = max(i for i, layer in enumerate(all_layers) if isinstance(layer, layers.SpikingLayer))
+    passes, i = [], 0
+    while i < len(all_layers):
+        j = i + 1
+        drop = j if j < len(all_layers) and isinstance(all_layers[j], layers.Dropout) else None
+        j += drop is not None
+        if (isinstance(all_layers[i], layers.SpikingLayer) and i != last_spiking and scan == "sequential"
+                and j < len(all_layers) and isinstance(all_layers[j], (layers.DualExpFilter, layers.LowPassFilter))):
+            passes.append((i, drop, j))
+            i = j + 1
+        else:
+            passes.append((i,))
+            i += 1
+    return tuple(passes)
 
 
 def build_model(model_cfg: Any, seed: int = 0) -> SpikingNetwork:

@@ -3,7 +3,8 @@
 The forward pass is the reference's `max(0, sign(v - threshold))`: a spike iff `v > threshold`, strictly, so
 `v == threshold` does not fire. The backward pass replaces the Dirac delta with a smooth bump centred at the
 threshold. `gaussian` (the paper's and the reference's, width sigma = 0.4) is the default; the others are the
-shapes SNN libraries commonly offer, for research comparisons.
+shapes SNN libraries commonly offer, for research comparisons. `heaviside` and `slope` are the two halves;
+the spiking scans of neurons.py, whose backward pass is written by hand, call them directly.
 
 | name | d spike / d v at x = v - threshold, width w |
 |---|---|
@@ -49,9 +50,19 @@ SURROGATES: dict[str, Callable] = {
 }
 
 
+def heaviside(v, threshold: float):
+    """The forward pass: 1 where v > threshold (strictly), else 0, in v's dtype."""
+    return (v > threshold).astype(v.dtype)
+
+
+def slope(v, threshold: float, name: str, width: float):
+    """The backward pass: the surrogate derivative d spike / d v at v, in v's dtype."""
+    return SURROGATES[name](v - threshold, width).astype(v.dtype)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _spike(v, threshold, name, width):
-    return (v > threshold).astype(v.dtype)
+    return heaviside(v, threshold)
 
 
 def _spike_fwd(v, threshold, name, width):
@@ -59,7 +70,7 @@ def _spike_fwd(v, threshold, name, width):
 
 
 def _spike_bwd(threshold, name, width, v, cotangent):
-    return (cotangent * SURROGATES[name](v - threshold, width).astype(v.dtype),)
+    return (cotangent * slope(v, threshold, name, width),)
 
 
 _spike.defvjp(_spike_fwd, _spike_bwd)

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,3 +28,40 @@ def test_train_step_benchmark_prints_one_sane_json_line(tmp_path):
     assert line["peak_mem_mb"] > 10 and line["flops"] > 0 and line["matmul_gflops"] > 0.1
     assert 0 < line["utilisation"] < 2
     assert line["device"].startswith(("cpu", "gpu", "cuda", "tpu"))
+    assert line["scan"] in ("sequential", "associative") and isinstance(line["huge_pages"], bool)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch=0"], "--batch=0: must be at least 1"),
+    (["--batch=-4"], "--batch=-4: must be at least 1"),
+    (["--steps=0"], "--steps=0: must be at least 1"),
+    (["--length=0"], "--length=0: must be at least 1"),
+    (["--warmup=-1"], "--warmup=-1: must be at least 0"),
+    (["--batch=5", "--config.train.microbatches=2"], "must be at least 1 and divide the batch size 5"),
+    (["--config.model.scan=fastest"], "bad config: model.scan must be one of"),
+])
+def test_bad_flags_are_one_line_errors(flags, message):
+    command = [sys.executable, str(ROOT / "bench" / "train_step.py"), f"--config={ROOT / 'configs' / 'test.py'}",
+               "--nohuge_pages", *flags]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("bench/train_step.py:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert result.stdout == ""
+
+
+def test_side_by_side_table_reports_medians_and_ratios(tmp_path):
+    rows = [dict(workload="mlp", side="reference", round=r, batch=64, step_ms=ms, peak_mem_mb=400)
+            for r, ms in enumerate((90.0, 100.0, 80.0))]
+    rows += [dict(workload="mlp", side="ours", round=r, batch=64, step_ms=ms, peak_mem_mb=500, utilisation=0.5,
+                  matmul_gflops=480.0) for r, ms in enumerate((30.0, 31.0, 29.0))]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "side_by_side_table.py"), str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "median 480" in lines[0]
+    assert "| mlp | reference | 90 (80-100) | 711.1 | 0.4 |  |  |  |" in lines
+    assert "| mlp | ours | 30 (29-31) | 2133.3 | 0.5 | 0.50 | 3.00 |  |" in lines

@@ -5,17 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import event_files
+from event_files import event_folder, random_gesture, write_gesture
 from iirsnn_jax.data import CorruptFileError, DatasetNotFoundError, make_source
-from iirsnn_jax.data.inspect import sample_arrays
-from iirsnn_jax.experiments import load_config
-
-
-def random_gesture(rng, n=None):
-    """[E, 4] (x, y, p, t_ms) as tonic stores a gesture; times start anywhere and span 0.9-2 s (the reference
-    crashes on gestures shorter than about T * T ms, real ones last 1.7-18 s)."""
-    n = n or int(rng.integers(200, 2000))
-    t = np.sort(int(rng.integers(0, 10 ** 6)) + rng.integers(0, int(rng.integers(900, 2000)), n))
-    return np.stack([rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), t], 1)
+from iirsnn_jax.data.inspect import network_batch, sample_arrays
 
 
 def reference_or(ev, length):
@@ -39,35 +32,14 @@ def reference_count(ev, length, mode):
     return frames / denom
 
 
-def write_dataset(root, seed=0):
-    """<root>/DVSGesture/ibmGesture{Train,Test}/user<NN>_<lighting>/<label>.npy."""
-    rng, made = np.random.default_rng(seed), {}
-    for folder, users in (("ibmGestureTrain", ("user01_fluorescent", "user02_led")),
-                          ("ibmGestureTest", ("user24_natural",))):
-        made[folder] = {}
-        for user in users:
-            d = Path(root) / "DVSGesture" / folder / user
-            d.mkdir(parents=True)
-            for label in (0, 3, 10):
-                ev = random_gesture(rng)
-                np.save(d / f"{label}.npy", ev)
-                made[folder][str(d / f"{label}.npy")] = (label, ev)
-    return made
-
-
-def config_for(root, name="snn_conv_1_gesture", **data):
-    config = load_config(name)
-    config.data.root = str(root)
-    config.data.cache_dir = str(Path(root) / "cache")
-    for k, v in data.items():
-        config.data[k] = v
-    return config
+def config_for(root, experiment="snn_conv_1_gesture", **data):
+    return event_files.config_for(root, experiment, **data)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("gesture")
-    return root, write_dataset(root)
+    return root, write_gesture(root)
 
 
 @pytest.mark.parametrize("name, mode", [("snn_conv_1_gesture", "or"), ("snn_conv_1_gesture_30", "or"),
@@ -98,15 +70,15 @@ def test_splits_order_and_batches(dataset):
     train, dev = make_source(config, "train"), make_source(config, "dev")
     assert (train.num_examples, dev.num_examples) == (5, 1)  # round(6 * 128 / 1056)
     batch = train.get_batch(np.arange(5))
-    assert batch["input"].shape == (5, 50, 128, 128, 2) and batch["label"].dtype == np.int32
+    assert batch["input"].shape == (5, 50 * 128 * 128 * 2 // 8) and batch["label"].dtype == np.int32  # packed bits
 
 
 def test_empty_frames_normalise_to_zero(tmp_path):
-    d = tmp_path / "DVSGesture" / "ibmGestureTest" / "user01_led"
-    d.mkdir(parents=True)
+    d = event_folder(tmp_path, "DVSGesture", "ibmGestureTest", "user01_led")
     # events only in the first and last ms: every bin in between is empty (the reference divides 0 by 0)
     np.save(d / "4.npy", np.array([[1, 2, 0, 0], [3, 4, 1, 299]]))
-    x = make_source(config_for(tmp_path, "snn_conv_1_gesture_max"), "test").get_batch(np.asarray([0]))["input"]
+    config = config_for(tmp_path, "snn_conv_1_gesture_max")
+    x = network_batch(config, make_source(config, "test"), [0])["input"]
     assert np.isfinite(x).all() and x[0, 0].max() == 1 and x[0, 1:-1].max() == 0
 
 
@@ -119,8 +91,7 @@ def test_empty_frames_normalise_to_zero(tmp_path):
     (lambda p: np.save(p, np.array([[200, 1, 0, 5]])), "outside the 128x128 sensor"),
 ])
 def test_corrupt_files_are_named(tmp_path, writer, message):
-    d = tmp_path / "DVSGesture" / "ibmGestureTest" / "user01_led"
-    d.mkdir(parents=True)
+    d = event_folder(tmp_path, "DVSGesture", "ibmGestureTest", "user01_led")
     np.save(d / "0.npy", random_gesture(np.random.default_rng(0)))
     writer(d / "1.npy")
     with pytest.raises(CorruptFileError, match=message) as err:
@@ -131,8 +102,7 @@ def test_corrupt_files_are_named(tmp_path, writer, message):
 
 @pytest.mark.parametrize("rel", ["12.npy", "x.npy", "../stray.npy", "user01_led/deeper/0.npy", "../notauser/0.npy"])
 def test_misplaced_files_are_named(tmp_path, rel):
-    d = tmp_path / "DVSGesture" / "ibmGestureTrain" / "user01_led"
-    d.mkdir(parents=True)
+    d = event_folder(tmp_path, "DVSGesture", "ibmGestureTrain", "user01_led")
     np.save(d / "0.npy", random_gesture(np.random.default_rng(0)))
     (d / rel).parent.mkdir(parents=True, exist_ok=True)
     np.save(d / rel, random_gesture(np.random.default_rng(1)))

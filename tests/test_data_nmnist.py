@@ -9,27 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import event_files
+from event_files import encode_nmnist_bin, event_folder, random_nmnist_events, write_nmnist
 from iirsnn_jax.data import CorruptFileError, DatasetNotFoundError, make_source
-from iirsnn_jax.data.inspect import sample_arrays
-from iirsnn_jax.experiments import load_config
+from iirsnn_jax.data.inspect import network_batch, sample_arrays
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def encode_bin(x, y, p, t):
-    """N-MNIST's 5-byte events."""
-    out = bytearray()
-    for xi, yi, pi, ti in zip(x, y, p, t):
-        out += bytes([xi, yi, (pi << 7) | ((ti >> 16) & 0x7F), (ti >> 8) & 0xFF, ti & 0xFF])
-    return bytes(out)
-
-
-def random_events(rng, n=None):
-    n = n or int(rng.integers(20, 300))
-    t0 = int(rng.integers(0, 50000))
-    t = np.sort(t0 + rng.integers(0, 360000, n))  # past 300 ms, so the crop matters
-    return (rng.integers(0, 34, n).tolist(), rng.integers(0, 34, n).tolist(), rng.integers(0, 2, n).tolist(),
-            t.tolist())
 
 
 def reference_frames(events, length):
@@ -42,37 +27,14 @@ def reference_frames(events, length):
     return frames[..., :length]
 
 
-def write_dataset(root, per_digit=(3, 2), seed=0):
-    """<root>/NMNIST/{Train,Test}/<digit>/<n>.bin; returns {folder: [(path, label, events)]} in order."""
-    rng, made = np.random.default_rng(seed), {}
-    for folder, count in zip(("Train", "Test"), per_digit):
-        made[folder] = []
-        for digit in range(10):
-            d = Path(root) / "NMNIST" / folder / str(digit)
-            d.mkdir(parents=True)
-            for k in range(count):
-                ev = random_events(rng)
-                path = d / f"{k:05d}.bin"
-                path.write_bytes(encode_bin(*ev))
-                made[folder].append((path, digit, ev))
-        (Path(root) / "NMNIST" / folder / "0" / ".hidden.bin").write_bytes(b"xx")  # dot files are ignored
-        (Path(root) / "NMNIST" / folder / "0" / "notes.txt").write_text("ignored, not .bin")
-    return made
-
-
 def config_for(root, **data):
-    config = load_config("snn_conv_1_nmnist")
-    config.data.root = str(root)
-    config.data.cache_dir = str(Path(root) / "cache")
-    for k, v in data.items():
-        config.data[k] = v
-    return config
+    return event_files.config_for(root, "snn_conv_1_nmnist", **data)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("nmnist")
-    return root, write_dataset(root)
+    return root, write_nmnist(root)
 
 
 @pytest.mark.parametrize("cache", [True, False])
@@ -84,7 +46,7 @@ def test_every_sample_equals_the_reference_binning(dataset, cache):
         files = {str(p): (label, ev) for p, label, ev in made[folder]}
         for i in range(source.num_examples):
             arrays = sample_arrays(config, split, i) if i == 0 else None
-            batch = source.get_batch(np.asarray([i]))
+            batch = network_batch(config, source, [i])  # the host's packed bits, unpacked as on the device
             label, ev = files[str(source.path(i))]
             expected = reference_frames(ev, 30)
             # ours [T, H=y, W=x, C=p] is the reference's [p, x, y, t] transposed
@@ -120,19 +82,17 @@ def test_inspect_command_writes_the_reference_layout(dataset, tmp_path):
 
 
 def _one_file_dataset(tmp_path, content, folder="3", name="00000.bin"):
-    good = tmp_path / "NMNIST" / "Train" / "1"
-    good.mkdir(parents=True)
-    (good / "00000.bin").write_bytes(encode_bin(*random_events(np.random.default_rng(1))))
-    bad_dir = tmp_path / "NMNIST" / "Train" / folder
-    bad_dir.mkdir(parents=True, exist_ok=True)
+    good = event_folder(tmp_path, "NMNIST", "Train", "1")
+    (good / "00000.bin").write_bytes(encode_nmnist_bin(*random_nmnist_events(np.random.default_rng(1))))
+    bad_dir = event_folder(tmp_path, "NMNIST", "Train", folder)
     (bad_dir / name).write_bytes(content)
     return bad_dir / name
 
 
 @pytest.mark.parametrize("content, message", [
-    (encode_bin(*random_events(np.random.default_rng(2)))[:-2], "truncated"),
+    (encode_nmnist_bin(*random_nmnist_events(np.random.default_rng(2)))[:-2], "truncated"),
     (b"", "empty"),
-    (encode_bin([40], [3], [1], [5]), "outside the 34x34 sensor"),
+    (encode_nmnist_bin([40], [3], [1], [5]), "outside the 34x34 sensor"),
 ])
 def test_corrupt_files_are_named(tmp_path, content, message):
     bad = _one_file_dataset(tmp_path, content)
@@ -146,7 +106,7 @@ def test_corrupt_files_are_named(tmp_path, content, message):
 
 @pytest.mark.parametrize("folder", ["misc", "3/extra", "."])
 def test_misplaced_files_are_named(tmp_path, folder):
-    bad = _one_file_dataset(tmp_path, encode_bin(*random_events(np.random.default_rng(3))), folder=folder,
+    bad = _one_file_dataset(tmp_path, encode_nmnist_bin(*random_nmnist_events(np.random.default_rng(3))), folder=folder,
                             name="99999.bin")
     with pytest.raises(CorruptFileError, match="misplaced") as err:
         make_source(config_for(tmp_path), "train")
@@ -161,31 +121,28 @@ def test_missing_dataset_says_where_it_looked_and_how_to_get_it(tmp_path):
 
 
 def test_cache_is_reused_and_invalidated(tmp_path):
-    made = write_dataset(tmp_path, per_digit=(1, 1))
+    made = write_nmnist(tmp_path, per_digit=(1, 1))
     config = config_for(tmp_path)
     make_source(config, "test")
     first = sorted((tmp_path / "cache").glob("*.npy"))
     make_source(config, "test")
     assert sorted((tmp_path / "cache").glob("*.npy")) == first  # reused
     path, _, _ = made["Test"][0]
-    path.write_bytes(encode_bin([1], [2], [0], [7]))  # a changed file makes a new cache
+    path.write_bytes(encode_nmnist_bin([1], [2], [0], [7]))  # a changed file makes a new cache
     source = make_source(config, "test")
     assert len(list((tmp_path / "cache").glob("*.npy"))) == len(first) + 1
     expected = np.zeros((30, 34, 34, 2), np.uint8)
     expected[0, 2, 1, 0] = 1
-    np.testing.assert_array_equal(source.get_batch(np.asarray([0]))["input"][0], expected)
+    np.testing.assert_array_equal(network_batch(config, source, [0])["input"][0], expected)
 
 
 @pytest.mark.slow
 def test_reading_the_cache_is_10x_faster_than_parsing(tmp_path):
     rng = np.random.default_rng(0)
-    d = tmp_path / "NMNIST" / "Test"
     for digit in range(10):
-        (d / str(digit)).mkdir(parents=True)
+        d = event_folder(tmp_path, "NMNIST", "Test", str(digit))
         for k in range(100):  # real N-MNIST samples hold about 4000 events
-            x, y, p, t = (np.asarray(a) for a in random_events(rng, 4000))
-            raw = np.stack([x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF], 1).astype(np.uint8)
-            raw.tofile(d / str(digit) / f"{k:05d}.bin")
+            (d / f"{k:05d}.bin").write_bytes(encode_nmnist_bin(*random_nmnist_events(rng, 4000)))
     parsed = make_source(config_for(tmp_path, cache=False), "test")
     make_source(config_for(tmp_path), "test")  # builds the cache
     cached = make_source(config_for(tmp_path), "test")

@@ -21,6 +21,7 @@ import pytest
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
+import autodiff_neuron
 from iirsnn_jax import experiments, filters, models, neurons, surrogate
 
 T, B, N = 11, 2, 5
@@ -58,31 +59,53 @@ def _check_against_fd(f, args, rtol=1e-6):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def test_dual_exp_iir_gradients_vs_fd():
+LENGTHS = [1, 2, 3, 11]  # T = 1 and 2: the final state (y[T-1], y[T-2]) reaches back into the initial state
+
+
+@pytest.mark.parametrize("scan", ["sequential", "associative"])
+@pytest.mark.parametrize("length", LENGTHS)
+def test_dual_exp_iir_gradients_vs_fd(length, scan):
     rng = np.random.default_rng(40)
-    x = rng.normal(size=(T, B, N))
+    x = rng.normal(size=(length, B, N))
     a1, a2, b1 = rng.uniform(0.3, 1.1, N), rng.uniform(-0.45, -0.05, N), rng.uniform(0.1, 0.9, N)
     y1, y2 = rng.normal(size=(B, N)), rng.normal(size=(B, N))
-    w, wy = rng.normal(size=(T, B, N)), rng.normal(size=(B, N))
+    w, wy = rng.normal(size=(length, B, N)), rng.normal(size=(B, N))
 
     def loss(x, a1, a2, b1, y1, y2):
-        y, final = filters.dual_exp_iir(x, a1, a2, b1, filters.DualExpState(y1, y2))
+        y, final = filters.dual_exp_iir(x, a1, a2, b1, filters.DualExpState(y1, y2), scan=scan)
         # y**2 makes the loss nonlinear in x; both parts of the final state carry a cotangent of their own
         return jnp.sum(w * y ** 2) + jnp.sum(wy * final.y2) + jnp.sum(wy ** 2 * final.y1)
 
     _check_against_fd(loss, (x, a1, a2, b1, y1, y2))
 
 
-def test_low_pass_gradients_vs_fd():
+@pytest.mark.parametrize("scan", ["sequential", "associative"])
+@pytest.mark.parametrize("length", LENGTHS)
+def test_low_pass_gradients_vs_fd(length, scan):
     rng = np.random.default_rng(41)
-    x, a1, y0 = rng.normal(size=(T, B, 4, 3, 2)), rng.uniform(0.2, 0.95, (4, 3, 2)), rng.normal(size=(B, 4, 3, 2))
-    w = rng.normal(size=x.shape)
+    x, a1, y0 = rng.normal(size=(length, B, 4, 3, 2)), rng.uniform(0.2, 0.95, (4, 3, 2)), rng.normal(size=(B, 4, 3, 2))
+    w, wy = rng.normal(size=x.shape), rng.normal(size=y0.shape)
 
     def loss(x, a1, y0):
-        y, _ = filters.first_order_low_pass(x, a1, filters.LowPassState(y0))
-        return jnp.sum(w * jnp.sin(y))
+        y, final = filters.first_order_low_pass(x, a1, filters.LowPassState(y0), scan=scan)
+        return jnp.sum(w * jnp.sin(y)) + jnp.sum(wy * final.y1 ** 2)
 
     _check_against_fd(loss, (x, a1, y0))
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+def test_batch_major_filter_gradients_vs_fd(length):
+    # A network's first filter reads its batch-major input [B, T, *F] in place (time_axis=1).
+    rng = np.random.default_rng(45)
+    x = rng.normal(size=(B, length, N))
+    a1, a2, b1 = rng.uniform(0.3, 1.1, N), rng.uniform(-0.45, -0.05, N), rng.uniform(0.1, 0.9, N)
+    w = rng.normal(size=(length, B, N))
+
+    def loss(x, a1, a2, b1):
+        y, final = filters.dual_exp_iir(x, a1, a2, b1, time_axis=1)
+        return jnp.sum(w * y ** 2) + jnp.sum(final.y2 * final.y1)
+
+    _check_against_fd(loss, (x, a1, a2, b1))
 
 
 def test_output_filter_gradients_vs_fd():
@@ -104,30 +127,31 @@ def test_output_filter_gradients_vs_fd():
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _smooth_spike(v, threshold=1.0, name="gaussian", width=0.4):
-    return jax.nn.sigmoid((v - threshold) / width)
+def _smooth_heaviside(v, threshold):
+    return jax.nn.sigmoid((v - threshold) / SMOOTH_WIDTH)
 
 
-def _reset_detached_neuron(current, state=None, *, reset_decay, reset_v, decay_v, membrane_filter=False,
-                           threshold=1.0, surrogate_name="gaussian", surrogate_width=0.4):
-    """A deliberately wrong neuron (reset path cut from the gradient), to show (b) can fail."""
-    zeros = jnp.zeros(current.shape[1:], current.dtype)
-    state = neurons.NeuronState(zeros, zeros) if state is None else state
-
-    def step(carry, i_t):
-        v_prev, r_prev = carry
-        v = (decay_v * v_prev if membrane_filter else 0.0) + i_t - jax.lax.stop_gradient(r_prev)
-        s = surrogate.spike(v, threshold, surrogate_name, surrogate_width)
-        return neurons.NeuronState(v, reset_decay * r_prev + reset_v * s), s
-
-    final, spikes = jax.lax.scan(step, state, current)
-    return spikes, final
+def _smooth_slope(v, threshold, name, width):
+    sig = jax.nn.sigmoid((v - threshold) / SMOOTH_WIDTH)
+    return sig * (1.0 - sig) / SMOOTH_WIDTH
 
 
-NETWORKS = {
+SMOOTH_WIDTH = 0.3
+
+
+def _smooth_spike(monkeypatch):
+    """The spike's two halves (surrogate.heaviside forward, surrogate.slope backward) become a sigmoid and its
+    true derivative, everywhere: the hand-written scans of neurons.py and surrogate.spike call both."""
+    monkeypatch.setattr(surrogate, "heaviside", _smooth_heaviside)
+    monkeypatch.setattr(surrogate, "slope", _smooth_slope)
+
+
+NETWORKS = {  # each spiking layer but the last shares its scan with the next filter (and dropout): neurons.py
     "dense": dict(layers="F N(4) F N(3)", input_shape=(5,)),
+    "dense_associative": dict(layers="F N(4) F N(3)", input_shape=(5,), scan="associative"),
     "conv": dict(layers="F C(2,3,1,1) F P(2,2,1) flat F N(3)", input_shape=(6, 6, 1)),
     "lowpass_membrane_output": dict(layers="L N(4) D L N(3) O", input_shape=(5,), membrane_filter=True),
+    "dropout": dict(layers="F N(6) D F N(3)", input_shape=(5,)),  # called with a key: masks drawn once
 }
 
 
@@ -135,7 +159,7 @@ NETWORKS = {
 def _network_loss(name, seed=0):
     """(loss(flat_params, x), flat_params, x, unravel) for a float64 network; the loss weighs every output spike
     and, with an output filter, every filtered value, by fixed random numbers. Built once per name (x64 only).
-    The spike function is looked up when the loss is traced, so a monkeypatched surrogate.spike takes effect."""
+    The spike function is looked up when the loss is traced, so a monkeypatched spike takes effect."""
     assert jax.config.jax_enable_x64
     cfg = experiments.load_config("snn_mlp_1").model
     for key, value in NETWORKS[name].items():
@@ -151,8 +175,10 @@ def _network_loss(name, seed=0):
     w_spikes = rng.normal(size=(B, T, n_out))
     w_filtered = rng.normal(size=(B, T, n_out))
 
+    key = jax.random.key(7) if name == "dropout" else None
+
     def loss(flat_params, inputs):
-        out = nnx.merge(graphdef, unravel(flat_params), rest)(inputs)
+        out = nnx.merge(graphdef, unravel(flat_params), rest)(inputs, key=key)
         total = jnp.sum(w_spikes * out.spikes)
         if out.filtered is not None:
             total = total + jnp.sum(w_filtered * out.filtered)
@@ -163,7 +189,7 @@ def _network_loss(name, seed=0):
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_network_gradients_with_smooth_spike_vs_fd(name, monkeypatch):
-    monkeypatch.setattr(surrogate, "spike", _smooth_spike)
+    _smooth_spike(monkeypatch)
     loss, flat, x, unravel = _network_loss(name)
     # all parameters and the input at once
     n_p = flat.size
@@ -190,12 +216,16 @@ def _assert_every_leaf_has_gradient(grads):
 
 def test_detached_reset_fails_the_fd_comparison(monkeypatch):
     # The check above can fail for the right reason: cut the gradient through r and it no longer matches.
-    monkeypatch.setattr(surrogate, "spike", _smooth_spike)
+    _smooth_spike(monkeypatch)
     loss, flat, x, _ = _network_loss("dense")
     numeric = _central_fd(lambda p: loss(p, x), flat)
     good = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(flat), x))
     np.testing.assert_allclose(good, numeric, rtol=1e-6, atol=1e-6 * np.abs(good).max())
-    monkeypatch.setattr(neurons, "spiking_neuron", _reset_detached_neuron)
+    # the autodiff route of the spiking scan is right too, until its reset is detached
+    monkeypatch.setattr(neurons, "spiking_scan", autodiff_neuron.autodiff_scan)
+    same = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(flat), x))
+    np.testing.assert_allclose(same, numeric, rtol=1e-6, atol=1e-6 * np.abs(good).max())
+    monkeypatch.setattr(neurons, "spiking_scan", functools.partial(autodiff_neuron.autodiff_scan, detach_reset=True))
     bad = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(flat), x))
     assert np.abs(bad - numeric).max() > 1e-3 * np.abs(numeric).max()
 

@@ -32,17 +32,19 @@ def _loop_neuron(current, reset_decay, reset_v=1.0):
 
 
 class _Capture:
-    """Stands in for neurons.spiking_neuron to record the current a spiking layer computes."""
+    """Stands in for neurons.spiking_scan to record the current a spiking layer computes (W x + b: the scan
+    adds the bias)."""
 
     def __init__(self, monkeypatch):
         self.current = None
-        real = neurons.spiking_neuron
+        real = neurons.spiking_scan
 
-        def capture(current, state=None, **kw):
-            self.current = np.asarray(current)
-            return real(current, state, **kw)
+        def capture(current, state, spec, **kw):
+            bias = 0.0 if kw.get("bias") is None else np.asarray(kw["bias"])
+            self.current = np.asarray(current) + bias
+            return real(current, state, spec, **kw)
 
-        monkeypatch.setattr(neurons, "spiking_neuron", capture)
+        monkeypatch.setattr(neurons, "spiking_scan", capture)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -79,6 +81,23 @@ def test_dual_exp_filter_layer_uses_its_own_per_element_parameters():
     assert isinstance(state, filters.DualExpState) and state.y1.shape == (B, n)
     init = layer.initial_state(B)
     assert init.y1.shape == (B, n) and float(jnp.abs(init.y1).sum() + jnp.abs(init.y2).sum()) == 0.0
+
+
+@pytest.mark.parametrize("make, fields", [
+    (lambda: layers.DualExpFilter((4, 7, 2), 4.0, 1.0), ("y1", "y2")),
+    (lambda: layers.LowPassFilter((4, 7, 2), 4.0), ("y1",)),
+    (lambda: layers.OutputFilter((4, 7, 2), 8.0, 2.0), ("m", "s")),
+])
+def test_filter_layers_share_shapes_and_zero_states(make, fields):
+    layer = make()
+    assert layer.output_shape() == (4, 7, 2)
+    state = layer.initial_state(B)
+    assert type(state) is layer.state_type and state._fields == fields
+    assert all(s.shape == (B, 4, 7, 2) and s.dtype == jnp.float32 and not np.any(s) for s in state)
+    # one buffer per field: a train step donates its state, and a buffer can be donated only once
+    assert len({id(s) for s in state}) == len(fields)
+    y, final = layer(jnp.ones((T, B, 4, 7, 2)), state)
+    assert type(final) is layer.state_type and y.shape == (T, B, 4, 7, 2)
 
 
 def test_filter_layers_accept_bool_events():
@@ -292,6 +311,18 @@ def test_dropout_with_key_scales_kept_values_and_masks_each_step():
     y_other, _ = drop(jnp.asarray(x), key=jax.random.key(2))
     np.testing.assert_array_equal(np.asarray(y_again), y)
     assert not np.array_equal(np.asarray(y_other) != 0, kept)
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.05])
+def test_dropout_keep_probability_and_independence(rate):
+    # 16-bit draws, two per 32-bit word: the rate holds to sampling error, and the two elements that share a
+    # word (i and i + width/2) are independent.
+    shape, width = (50, 64, 1000), 1000
+    keep = np.asarray(layers.Dropout((width,), rate).keep_mask(shape, jax.random.key(3)))
+    n = keep.size
+    assert abs(keep.mean() - (1 - rate)) < 5 * math.sqrt(rate * (1 - rate) / n)
+    pairs = keep[..., : width // 2] & keep[..., width // 2:]
+    assert abs(pairs.mean() - (1 - rate) ** 2) < 5 * math.sqrt((1 - rate) ** 2 * (1 - (1 - rate) ** 2) / (n / 2))
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])

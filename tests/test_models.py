@@ -77,3 +77,46 @@ def test_unknown_spatial_order_is_rejected():
     cfg.model.reference_spatial_order = "yx"
     with pytest.raises(ValueError, match="reference_spatial_order"):
         models.build_model(cfg.model)
+
+
+@pytest.mark.parametrize("layers, shape, passes", [
+    ("F N(20) D F N(12) D F N(5)", (12,), ((0,), (1, 2, 3), (4, 5, 6), (7,))),
+    ("F C(3,3,1,1) F P(2,2,1) F C(4,3,1,1) F P(2,2,0) flat F N(5)", (6, 6, 2),
+     ((0,), (1, None, 2), (3,), (4,), (5, None, 6), (7,), (8,), (9,), (10,))),
+])
+def test_fused_passes_equal_the_layers_one_by_one(layers, shape, passes):
+    """A spiking layer, its dropout and the next filter run as one scan; the layers' own calls, one after the
+    other (spikes as an array in between), give the same spikes, states and, to float rounding, gradients."""
+    from flax import nnx
+
+    cfg = experiments.load_config("snn_mlp_1")
+    cfg.model.layers, cfg.model.input_shape = layers, shape
+    model = models.build_model(cfg.model, seed=1)
+    for layer in model.layers:  # fire on a short input
+        if hasattr(layer, "kernel"):
+            layer.kernel[...] = layer.kernel[...] * 4.0
+    assert model.passes == passes
+    x = jax.random.uniform(jax.random.key(2), (3, 7, *shape)) * 2
+    key = jax.random.key(4)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def fused(params):
+        out = nnx.merge(graphdef, params, rest)(x, key=key)
+        return jnp.sum(out.spikes * jnp.arange(5.0)), out
+
+    def one_by_one(params):
+        net = nnx.merge(graphdef, params, rest)
+        h, states = jnp.moveaxis(x, 1, 0), []
+        for index, layer in enumerate(net.layers):
+            h, state = layer(h, key=jax.random.fold_in(key, index))
+            states.append(state)
+        return jnp.sum(jnp.moveaxis(h, 0, 1) * jnp.arange(5.0)), (jnp.moveaxis(h, 0, 1), states)
+
+    (value, out), grads = jax.value_and_grad(fused, has_aux=True)(params)
+    (value_1, (spikes_1, states_1)), grads_1 = jax.value_and_grad(one_by_one, has_aux=True)(params)
+    assert 0 < float(out.spikes.mean()) < 1
+    np.testing.assert_array_equal(out.spikes, spikes_1)
+    jax.tree.map(np.testing.assert_array_equal, out.state, tuple(states_1))
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_1)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1e-30, float(np.abs(b).max())))
+    assert any(float(np.abs(g).max()) > 0 for g in jax.tree.leaves(grads))

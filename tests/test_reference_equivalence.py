@@ -2,7 +2,7 @@
 
 Golden files of the reference exist here for four experiments only (shared/golden); the maintainers hold
 back those of the other nine and run `python -m iirsnn_jax.reference check FILE.npz` on them.  This file
-gives every experiment a golden file of that exact format from `reference_loop_model`, a re-implementation
+gives every experiment a golden file of that exact format from `reference_oracle`, a re-implementation
 written from SPEC.md in the reference's own layout and style (time last, PyTorch names and layouts, a Python
 loop over time per layer), which shares no code with the library:
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import reference_loop_model as loop
+import reference_oracle as oracle
 from golden_files import golden_path
 from iirsnn_jax.experiments import REFERENCE_EXPERIMENTS
 
@@ -108,7 +108,7 @@ class CheckPipeline:
             if not members:
                 continue
             for experiment in members:
-                golden = loop.make_golden(experiment, _seed(experiment))
+                golden = oracle.make_golden(experiment, _seed(experiment))
                 path = directory / f"{experiment}.npz"
                 np.savez(path, **golden)
                 self.paths[experiment] = path
@@ -154,7 +154,7 @@ def test_generated_golden_has_the_reference_format(experiment, pipeline):
     for key in grads:
         assert golden[key].shape == golden[key.replace("grad/", "param/", 1)].shape
         assert golden[key].dtype == np.float32
-    if loop.is_classifier(experiment):
+    if oracle.is_classifier(experiment):
         np.testing.assert_array_equal(golden["spike_counts"], golden["output_spikes"].sum(-1))
     else:
         np.testing.assert_array_equal(golden["target"][..., 4:], golden["input"][..., :-4])
@@ -167,7 +167,7 @@ def test_loop_model_reproduces_shipped_golden(name):
     experiment = str(golden["experiment"])
     params = {k[len("param/"):]: v for k, v in golden.items() if k.startswith("param/")}
     target = golden["labels"] if "labels" in golden else golden["filtered_target"]
-    result = loop.run(experiment, params, golden["input"], target)
+    result = oracle.run(experiment, params, golden["input"], target)
 
     np.testing.assert_array_equal(result["output_spikes"], golden["output_spikes"])
     golden_layers = {k[len("layer_spikes/"):] for k in golden if k.startswith("layer_spikes/")}
@@ -200,8 +200,8 @@ def test_check_command_accepts_loop_model_golden(experiment, pipeline):
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", REFERENCE_EXPERIMENTS)
 def test_check_command_other_seed_batch_and_length(experiment, tmp_path):
-    golden = loop.make_golden(experiment, 100 + _seed(experiment), batch=3,
-                              length=loop.default_length(experiment) + 3)
+    golden = oracle.make_golden(experiment, 100 + _seed(experiment), batch=3,
+                                length=oracle.default_length(experiment) + 3)
     _assert_every_layer_spikes(experiment, golden)
     path = tmp_path / f"{experiment}.npz"
     np.savez(path, **golden)

@@ -3,7 +3,6 @@
 Several tests run train.py / eval.py in subprocesses, because the number of (fake) CPU devices and the
 multi-process runtime are fixed when JAX starts.
 """
-import contextlib
 import json
 import os
 import signal
@@ -15,49 +14,17 @@ import jax
 import numpy as np
 import pytest
 
+import training_helpers as helpers
 from golden_files import REPO
-from iirsnn_jax import experiments
+from iirsnn_jax import config as config_lib, models
 from iirsnn_jax.training import checkpoint, loop, metrics, optimizer as optimizer_lib, steps
-from iirsnn_jax import models
-
-
-def _config(**train):
-    config = experiments.load_config("test")
-    for key, value in train.items():
-        setattr(config.train, key, value)
-    return config
-
-
-def _latest_params(workdir, config=None):
-    """Parameters of the latest checkpoint of a workdir, restored on this process's single device."""
-    config = config or _config()
-    model = models.build_model(config.model, seed=123)
-    _, target = steps.create_train_state(model, optimizer_lib.make_optimizer(config.train, 1), config.train.batch_size)
-    runs = checkpoint.RunCheckpoints(workdir)
-    state, position = runs.restore("latest", target)
-    runs.close()
-    return _flat(state.params), int(state.step), position
-
-
-def _flat(params):
-    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
-
-
-def _records(workdir, drop=("time", "samples_per_s")):
-    return [{k: v for k, v in r.items() if k not in drop} for r in metrics.read_metrics(workdir)]
-
-
-def _run(args, devices=1, timeout=600, **env):
-    environment = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **env)
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env=environment)
 
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """One uninterrupted in-process run of the tiny config (1 device), checkpointing every 7 steps."""
     workdir = tmp_path_factory.mktemp("uninterrupted")
-    result = loop.train_and_evaluate(_config(checkpoint_every_steps=7), workdir)
+    result = loop.train_and_evaluate(helpers.tiny_config(checkpoint_every_steps=7), workdir)
     return workdir, result
 
 
@@ -92,49 +59,21 @@ def test_a_run_saved_before_a_config_field_existed_reads_with_its_default(refere
 
 def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
     workdir, _ = reference_run
-    loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
-    assert _records(tmp_path) == _records(workdir)
-
-
-@contextlib.contextmanager
-def _at_train_batch(epoch: int, index: int, action):
-    """Runs `action(batch) -> batch` when the training data reaches batch `index` of `epoch` (a kill, a
-    signal, a poisoned batch), by wrapping Pipeline.epoch for the duration of the block."""
-    from iirsnn_jax.data import pipeline
-
-    original = pipeline.Pipeline.epoch
-
-    def epoch_with_action(self, e=0, start_batch=0):
-        for i, batch in enumerate(original(self, e, start_batch=start_batch), start=start_batch):
-            yield action(batch) if (self.source.split, e, i) == ("train", epoch, index) else batch
-
-    pipeline.Pipeline.epoch = epoch_with_action
-    try:
-        yield
-    finally:
-        pipeline.Pipeline.epoch = original
-
-
-def _sigterm(batch):
-    os.kill(os.getpid(), signal.SIGTERM)
-    return batch
-
-
-def _kill(batch):
-    raise KeyboardInterrupt("simulated kill")
+    loop.train_and_evaluate(helpers.tiny_config(checkpoint_every_steps=7), tmp_path)
+    assert helpers.records(tmp_path) == helpers.records(workdir)
 
 
 def test_preempted_run_resumes_exactly(reference_run, tmp_path):
     """SIGTERM mid-epoch: the run saves and stops; the same command then ends where an uninterrupted run ends."""
     workdir, _ = reference_run
-    with _at_train_batch(1, 30, _sigterm), pytest.raises(loop.Preempted):
-        loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
-    _, step, position = _latest_params(tmp_path)
-    assert position["epoch"] == 1 and position["batch"] == 31 and step == 79 + 31
-    loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
-    assert _records(tmp_path) == _records(workdir)
-    ours, _, _ = _latest_params(tmp_path)
-    theirs, _, _ = _latest_params(workdir)
+    with helpers.at_train_step(79 + 31, helpers.send(signal.SIGTERM)), pytest.raises(loop.Preempted):
+        loop.train_and_evaluate(helpers.tiny_config(checkpoint_every_steps=7), tmp_path)
+    _, step, position = helpers.latest_params(tmp_path)
+    assert position.epoch == 1 and position.batch == 31 and step == 79 + 31
+    loop.train_and_evaluate(helpers.tiny_config(checkpoint_every_steps=7), tmp_path)
+    assert helpers.records(tmp_path) == helpers.records(workdir)
+    ours, _, _ = helpers.latest_params(tmp_path)
+    theirs, _, _ = helpers.latest_params(workdir)
     for key in theirs:
         np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
 
@@ -142,45 +81,37 @@ def test_preempted_run_resumes_exactly(reference_run, tmp_path):
 def test_crash_resumes_from_the_last_step_checkpoint(reference_run, tmp_path):
     """A crash (no chance to save) loses at most checkpoint_every_steps steps and still ends identically."""
     workdir, _ = reference_run
-    with _at_train_batch(1, 40, _kill), pytest.raises(KeyboardInterrupt):
-        loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
-    _, step, _ = _latest_params(tmp_path)
-    assert step == 119  # the last multiple of 7 before the crash at step 79 + 40
-    loop.train_and_evaluate(_config(checkpoint_every_steps=7), tmp_path)
-    assert _records(tmp_path) == _records(workdir)
+    with helpers.at_train_batch(1, 40, helpers.kill), pytest.raises(KeyboardInterrupt):
+        loop.train_and_evaluate(helpers.tiny_config(checkpoint_every_steps=7), tmp_path)
+    _, step, _ = helpers.latest_params(tmp_path)
+    # The crash comes as batch 40 is read, two steps ahead of training (device prefetch): at step 79 + 38.
+    assert step == 112  # the last multiple of 7 before it
+    loop.train_and_evaluate(helpers.tiny_config(checkpoint_every_steps=7), tmp_path)
+    assert helpers.records(tmp_path) == helpers.records(workdir)
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
     poison = lambda batch: dict(batch, input=np.full_like(batch["input"], np.nan))
-    with _at_train_batch(1, 5, poison), pytest.raises(loop.NonFiniteLoss, match=r"step 85 \(epoch 1, batch 5\)"):
-        loop.train_and_evaluate(_config(), tmp_path)
-    _, step, position = _latest_params(tmp_path)
-    assert step == 79 and position["epoch"] == 1  # the end-of-epoch-0 checkpoint is untouched
+    with helpers.at_train_batch(1, 5, poison), pytest.raises(loop.NonFiniteLoss, match=r"step 85 \(epoch 1, batch 5\)"):
+        loop.train_and_evaluate(helpers.tiny_config(), tmp_path)
+    _, step, position = helpers.latest_params(tmp_path)
+    assert step == 79 and position.epoch == 1  # the end-of-epoch-0 checkpoint is untouched
 
 
 @pytest.fixture(scope="module")
 def eight_device_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("eight_devices")
-    result = _run(["train.py", "--config=configs/test.py", f"--workdir={workdir}"], devices=8)
+    result = helpers.run(["train.py", "--config=configs/test.py", f"--workdir={workdir}"], devices=8)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
 
-def _assert_same_training(workdir, reference_workdir):
-    """Same step and, to float tolerance, the same parameters in the latest checkpoints of two runs."""
-    ours, our_step, _ = _latest_params(workdir)
-    theirs, their_step, _ = _latest_params(reference_workdir)
-    assert our_step == their_step
-    for key in theirs:
-        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-4, atol=2e-5, err_msg=key)
-
-
 def test_eight_devices_match_one(reference_run, eight_device_run):
-    _assert_same_training(eight_device_run, reference_run[0])
+    helpers.assert_same_training(eight_device_run, reference_run[0])
 
 
 def test_eight_device_checkpoint_evaluates_on_one(eight_device_run):
-    result = _run(["eval.py", f"--workdir={eight_device_run}", "--checkpoint=best", "--split=test"], devices=1)
+    result = helpers.run(["eval.py", f"--workdir={eight_device_run}", "--checkpoint=best", "--split=test"], devices=1)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
     trained = [r for r in metrics.read_metrics(eight_device_run) if r["split"] == "test" and r["checkpoint"] == "best"]
@@ -200,38 +131,38 @@ def test_two_processes_match_one(reference_run, tmp_path):
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-    _assert_same_training(tmp_path, reference_run[0])
+    helpers.assert_same_training(tmp_path, reference_run[0])
 
 
 def test_misspelt_config_key_fails_clearly(tmp_path):
-    result = _run(["train.py", "--config=configs/test.py", f"--workdir={tmp_path}", "--config.train.learnig_rate=0.1"])
+    result = helpers.run(["train.py", "--config=configs/test.py", f"--workdir={tmp_path}", "--config.train.learnig_rate=0.1"])
     assert result.returncode != 0
     assert "learnig_rate" in result.stderr
 
 
 def test_batch_that_does_not_divide_over_devices_fails_clearly(tmp_path):
-    result = _run(["train.py", "--config=configs/test.py", f"--workdir={tmp_path}", "--config.train.batch_size=12"],
+    result = helpers.run(["train.py", "--config=configs/test.py", f"--workdir={tmp_path}", "--config.train.batch_size=12"],
                   devices=8)
     assert result.returncode != 0
     assert "train.batch_size=12 does not divide over the 8 devices" in result.stderr
 
 
 def test_microbatches_that_do_not_divide_the_batch_fail_before_training(tmp_path):
-    with pytest.raises(ValueError, match="train.microbatches=3 must be >= 1 and divide train.batch_size=16"):
-        loop.train_and_evaluate(_config(microbatches=3), tmp_path)
+    with pytest.raises(ValueError, match="train.microbatches=3 must divide train.batch_size=16"):
+        loop.train_and_evaluate(helpers.tiny_config(microbatches=3), tmp_path)
     assert not list(tmp_path.glob("checkpoints*/*")), "nothing may be trained or saved"
 
 
 def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_parameters(tmp_path):
-    config = _config(epochs=1)
+    config = helpers.tiny_config(epochs=1)
     config.model.dtype = "bfloat16"
     result = loop.train_and_evaluate(config, tmp_path)
-    params, _, _ = _latest_params(tmp_path, config)
+    params, _, _ = helpers.latest_params(tmp_path, config)
     assert all(v.dtype == np.float32 for v in params.values())
     assert result["test"]["accuracy"] > 0.3
     model = models.build_model(config.model)
     out = model(np.zeros((2, 6, 64), np.float32))
-    assert out.spikes.dtype == jax.numpy.bfloat16
+    assert out.spikes.dtype == jax.numpy.float32  # only dense/conv operands are bfloat16 (test_mixed_precision.py)
 
 
 def test_eval_imports_a_reference_state_dict(tmp_path):
@@ -241,7 +172,7 @@ def test_eval_imports_a_reference_state_dict(tmp_path):
     from iirsnn_jax import data
     from iirsnn_jax.training import evaluation, parallel
 
-    config = _config()
+    config = helpers.tiny_config()
     rng = np.random.default_rng(0)
     names = {"axon1": 64, "axon2": 32}
     state_dict = {}
@@ -253,7 +184,7 @@ def test_eval_imports_a_reference_state_dict(tmp_path):
         state_dict[f"module.{module}.neuron_cell.weight.bias"] = rng.uniform(0, 0.5, n_out).astype(np.float32)
     state_dict = {k if k.startswith("module.") else "module." + k: v for k, v in state_dict.items()}
     np.savez(tmp_path / "weights.npz", **state_dict)
-    result = _run(["eval.py", "--config=configs/test.py", f"--reference_state_dict={tmp_path / 'weights.npz'}",
+    result = helpers.run(["eval.py", "--config=configs/test.py", f"--reference_state_dict={tmp_path / 'weights.npz'}",
                    "--split=dev"])
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
@@ -268,7 +199,8 @@ def test_eval_imports_a_reference_state_dict(tmp_path):
             getattr(model, axon).__dict__[coef].set_value(state_dict[f"module.{axon}.dual_exp_iir_cell.{coef}"])
     graphdef, params, constants = nnx.split(model, nnx.Param, ...)
     mesh = parallel.make_mesh()
-    _, summary = evaluation.evaluate(evaluation.make_jitted_eval_step(graphdef, "cross_entropy"), params, constants,
+    eval_step = evaluation.make_jitted_eval_step(graphdef, "cross_entropy", input_fn=data.make_input_fn(config))
+    _, summary = evaluation.evaluate(eval_step, params, constants,
                                      None, data.build(config, "dev", batch_size=64), mesh)
     assert record["count"] == summary["count"] == 270
     assert record["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-9)
@@ -278,7 +210,7 @@ def test_eval_imports_a_reference_state_dict(tmp_path):
 
 def test_preserved_state_experiment_trains(tmp_path):
     """snn_mlp_1_non_zero's carried state goes through the donated train step and changes between steps."""
-    config = _config(epochs=1)
+    config = helpers.tiny_config(epochs=1)
     config.model.preserve_state = True
     config.data.drop_remainder = True
     result = loop.train_and_evaluate(config, tmp_path)

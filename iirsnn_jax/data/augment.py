@@ -6,6 +6,9 @@ through crop -> rotate -> crop -> rotate, otherwise it is unchanged. torchvision
 with `img.crop(...).resize((28, 28), BILINEAR)` and `img.rotate(angle, NEAREST, fillcolor=0)`; we make the
 same Pillow calls, so given the same random parameters the output is torchvision's bit for bit. The
 parameters are drawn as torchvision draws them, from a numpy Generator instead of the torch RNG.
+
+Where it runs (data.augment_on): "device" (default), device_augment.py inside the jitted step; "host_pillow",
+this file on the host (per sample Python and Pillow: thousands of samples/s), to check parity.
 """
 from __future__ import annotations
 
@@ -18,6 +21,23 @@ SCALE = (0.85, 1.0)
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
 DEGREES = 15.0
 APPLY_PROB = 0.5
+AUGMENT_ON = ("device", "host_pillow")
+
+
+def augment_on(config) -> str:
+    """data.augment_on, checked."""
+    where = config.data.augment_on
+    if where not in AUGMENT_ON:
+        raise ValueError(f"data.augment_on must be one of {AUGMENT_ON}, got {where!r}")
+    return where
+
+
+def augmented_splits(config) -> tuple[str, ...]:
+    """The splits whose samples are augmented: train when data.augment, and dev too with data.augment_dev
+    (the reference augmented dev by accident, SPEC 6.7); never test."""
+    if not config.data.augment:
+        return ()
+    return ("train", "dev") if config.data.augment_dev else ("train",)
 
 
 def crop_params(rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:

@@ -38,20 +38,21 @@ def fingerprint(files: Sequence[Path], base: Path, params: dict) -> str:
 
 
 class FrameCache:
-    """Encoded frames of a list of files: `read(rows)` -> [len(rows), *shape] (uint8 0/1 when packed)."""
+    """Encoded frames of a list of files: `read(rows)` -> [len(rows), *shape] (uint8 0/1 when packed), or
+    with unpack=False the stored rows as they are (packed: uint8 [len(rows), ceil(prod(shape) / 8)])."""
 
     def __init__(self, array: np.ndarray, shape: tuple, packed: bool, kept: np.ndarray, skipped: list):
         self.array, self.shape, self.packed = array, tuple(shape), packed
         self.kept = kept  # file-list index of each row
         self.skipped = skipped  # [(path, reason)] of files left out as corrupt
 
-    def read(self, rows: np.ndarray) -> np.ndarray:
+    def read(self, rows: np.ndarray, unpack: bool = True) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
         # Read the memory map in ascending order (sequential disk access), then restore the asked order.
         order = np.argsort(rows, kind="stable")
         data = np.empty((len(rows), *self.array.shape[1:]), self.array.dtype)
         data[order] = self.array[rows[order]]
-        if not self.packed:
+        if not self.packed or not unpack:
             return data
         count = math.prod(self.shape)
         # Unpacking the flat buffer is several times faster than np.unpackbits(axis=1); rows are whole bytes.

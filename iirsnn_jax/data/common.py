@@ -6,9 +6,11 @@ perm = torch.randperm(n). `torch_randperm` reproduces torch's CPU randperm bit f
 of ATen's randperm_cpu over torch's mt19937, which numpy's legacy MT19937 seeding equals), so with the full
 dataset in the reference's file order our dev set is the reference's dev set.
 
-Randomness (Poisson spikes, augmentation, pattern corruption) comes from `sample_rng(seed, split, epoch,
-index, stream)`: one numpy Generator per sample and access, independent of batch size, order and process
-count, so any sample of any epoch can be recomputed alone (data/inspect.py does that).
+Randomness is keyed by (seed, split, epoch, sample index, stream), independent of batch size, order and
+process count, so any sample of any epoch can be recomputed alone (data/inspect.py does that): on the host
+(pattern corruption, the Pillow augmentation) by `sample_rng`, one numpy Generator per sample and access; on
+the device (Poisson spikes, the default augmentation) by jax keys folded from the same numbers
+(device_encoding.sample_keys). STREAMS numbers the streams for both.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from iirsnn_jax.errors import UserError
+
 log = logging.getLogger("iirsnn_jax.data")
 
 SPLITS = ("train", "dev", "test")
@@ -24,11 +28,11 @@ SPLITS = ("train", "dev", "test")
 STREAMS = {"order": 0, "poisson": 1, "augment": 2, "corrupt": 3}
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """The dataset is not where `data.root` points. The message says what was looked for and how to get it."""
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(UserError, ValueError):
     """A data file is truncated, empty, misplaced or holds impossible values. `path` names the file."""
 
     def __init__(self, path, reason: str):

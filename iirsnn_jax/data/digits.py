@@ -2,9 +2,9 @@
 
 1797 images of 8x8 pixels with values 0..16 (sklearn.datasets.load_digits, no download). Fixed split of a
 permutation (torch_randperm(1797, data.split_seed)): train 1257, dev 270, test 270.
-Encodings (data.encoding): "copy": float32 value/16 at every step; "poisson": uint8 spikes with
-P = value/16 per step, keyed by (seed, split, epoch, index).
-Samples: input [B, T, 8, 8, 1], label int32 [B].
+Batches (what the host hands to the device): input float32 value/16 [B, 8, 8], label int32 [B]; the device
+makes the network input [B, T, 8, 8, 1] (device_encoding.py): "copy" (data.encoding): the value at every
+step; "poisson": uint8 spikes with P = value/16 per step, keyed by (seed, split, epoch, index).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from iirsnn_jax.data import common, encoding
+from iirsnn_jax.data import common
 
 SIZES = {"train": 1257, "dev": 270, "test": 270}
 
@@ -36,22 +36,19 @@ class DigitsSource:
 
     def __init__(self, config, split: str):
         common.check_split(split)
-        self.split, self.seed = split, int(config.seed)
-        self.length, self.encoding = int(config.data.length), config.data.encoding
-        if self.encoding not in ("copy", "poisson"):
-            raise ValueError(f"digits supports data.encoding 'copy' or 'poisson', got {self.encoding!r}")
+        self.split = split
+        if config.data.encoding not in ("copy", "poisson"):
+            raise ValueError(f"digits supports data.encoding 'copy' or 'poisson', got {config.data.encoding!r}")
         images, labels = _load()
         keep = split_indices(split, int(config.data.split_seed))
-        self.x = (images[keep] / np.float32(16.0))[..., None]  # [N, 8, 8, 1] in [0, 1]
+        # float32, not uint8 0..16: 256 bytes a sample is nothing, and a batch of NaN (tests) stays NaN
+        self.x = images[keep] / np.float32(16.0)  # [N, 8, 8] in [0, 1]
         self.labels = labels[keep]
         self.num_examples = len(keep)
 
     def get_batch(self, indices: np.ndarray, epoch: int = 0) -> dict[str, np.ndarray]:
         indices = np.asarray(indices, np.int64)
-        x = self.x[indices]
-        inputs = encoding.encode_intensities(x, self.length, self.encoding, seed=self.seed, split=self.split,
-                                             epoch=epoch, indices=indices)
-        return {"input": inputs, "label": self.labels[indices]}
+        return {"input": self.x[indices], "label": self.labels[indices]}
 
 
 def source(config, split: str) -> DigitsSource:

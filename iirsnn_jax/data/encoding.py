@@ -1,49 +1,24 @@
-"""Encodings of the reference: analog copy, Bernoulli (Poisson) rate coding, and event binning.
+"""The reference's binning of camera events into frames, on the host (once per file, then cached).
 
 Our layout everywhere: a sample is [T, *S], frames (H, W, C) with H = y (row), W = x (column), C = polarity.
-The reference stores events as (p, x, y, t); data/inspect.py converts with iirsnn_jax.layout.
+The reference stores events as (p, x, y, t); data/inspect.py converts with iirsnn_jax.layout. The copy and
+Poisson encodings of images, and the normalisation of counted frames, run on the device
+(device_encoding.py).
 
 Event binning (SPEC 2.4, 2.5, 4.2, 4.3), with t in microseconds and the first event at t = 0:
   nmnist_or:     bin = floor(floor(t / 1000) / (300 // T)) (10 ms for T = 30); OR within a bin; bins >= T
                  (after the first 300 ms) are dropped.
   gesture_or:    bin width w = floor((max t + 1) / T) us, bin = floor(t / w), OR, bins >= T dropped.
   gesture_count: t_ms = floor(t / 1000), w = floor((max t_ms + 1) / T) ms; per bin and (y, x, p) the number
-                 of distinct 1 ms slots holding an event; `normalise_frames` then divides each frame by its
-                 max ("max") or its sum ("avg").
+                 of distinct 1 ms slots holding an event; device_encoding.normalise_frames then divides each
+                 frame by its max ("max") or its sum ("avg").
 The reference allocates T + 1 bins and would crash (index error) or divide by zero on recordings shorter than
 about T time units; we clip the bin width to >= 1 and drop late bins, which equals the reference wherever the
-reference runs. An empty frame normalises to zeros (the reference gives 0/0 = NaN, SPEC 6.11).
+reference runs.
 """
 from __future__ import annotations
 
 import numpy as np
-
-from iirsnn_jax.data import common
-
-
-def copy_encode(x: np.ndarray, length: int) -> np.ndarray:
-    """[B, *S] analog values -> [B, T, *S]: the same value at every step (SPEC 2.1)."""
-    return np.ascontiguousarray(np.broadcast_to(x[:, None], (x.shape[0], length, *x.shape[1:])))
-
-
-def poisson_encode(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """[*S] probabilities -> uint8 [T, *S]: spike where x > u, u ~ U[0, 1) fresh per element and step.
-
-    As the reference (SPEC 2.3), 1.0 always spikes and 0.0 never does.
-    """
-    return (x[None] > rng.random((length, *x.shape))).astype(np.uint8)
-
-
-def encode_intensities(x: np.ndarray, length: int, encoding: str, *, seed: int, split: str, epoch: int,
-                       indices: np.ndarray) -> np.ndarray:
-    """Intensities in [0, 1] of a batch [B, *S] -> [B, T, *S]: "copy" (float32 at every step) or "poisson"
-    (uint8 spikes, sample i drawing from its own (seed, split, epoch, i) Generator)."""
-    if encoding == "copy":
-        return copy_encode(x, length)
-    if not len(indices):
-        return np.zeros((0, length, *x.shape[1:]), np.uint8)
-    return np.stack([poisson_encode(xi, length, common.sample_rng(seed, split, epoch, i, "poisson"))
-                     for xi, i in zip(x, indices)])
 
 
 def _time_origin(t: np.ndarray) -> np.ndarray:
@@ -88,21 +63,3 @@ def gesture_count(x, y, p, t_us, length: int, sensor=(128, 128)) -> np.ndarray:
     keep = b < length
     counts = np.bincount(b[keep] * (h * w * 2) + pixel[keep], minlength=length * h * w * 2)
     return counts.astype(np.uint16).reshape(length, h, w, 2)
-
-
-def normalise_frames(counts: np.ndarray, mode: str) -> np.ndarray:
-    """[..., T, H, W, C] counts -> float32, each frame divided by its max ("max") or sum ("avg").
-
-    Sums are exact integers (computed in float64, then float32, as the reference's float32 sums are below
-    2^24). Empty frames stay 0 instead of the reference's NaN.
-    """
-    counts = np.asarray(counts)
-    if mode == "max":
-        denom = counts.max(axis=(-3, -2, -1), keepdims=True)
-    elif mode == "avg":
-        denom = counts.sum(axis=(-3, -2, -1), keepdims=True, dtype=np.float64)
-    else:
-        raise ValueError(f"normalisation must be 'max' or 'avg', got {mode!r}")
-    denom = denom.astype(np.float32)
-    out = counts.astype(np.float32) / np.where(denom > 0, denom, np.float32(1))
-    return out

@@ -2,7 +2,9 @@
 
 `EventSource` gets the file list and labels of one folder of the dataset (Train or Test, in the reference's
 order), an `encode(path)` that parses one file and bins it ([T, H, W, C] bool or uint16 counts), and returns
-batches `input` [B, T, H, W, C] (uint8 0/1 for OR frames, float32 for normalised counts) and `label` int32 [B].
+batches, compact for the transfer to the device (device_encoding.py makes the network input there):
+`input` bit-packed frames uint8 [B, ceil(T*H*W*C / 8)] (np.packbits of each flattened bool sample) or
+uint16 counts [B, T, H, W, C], and `label` int32 [B].
 
 train and dev both come from the training folder, split as the reference does (common.split_train_dev) over
 the samples that remain after corrupt files are left out (only with data.skip_corrupt=True).
@@ -11,6 +13,7 @@ read the cache; without it, every access parses its files again.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,14 +32,14 @@ def default_cache_dir(config) -> Path:
 
 
 class EventSource:
-    """See the module docstring. `postprocess` maps the stored frames of a batch to the network input."""
+    """See the module docstring."""
 
     def __init__(self, config, split: str, *, name: str, files: Sequence[Path], labels: Sequence[int],
                  base: Path, encode: Callable[[Path], np.ndarray], shape: tuple, dtype, params: dict,
-                 ref_dev: int, ref_total: int, postprocess: Callable[[np.ndarray], np.ndarray] | None = None):
+                 ref_dev: int, ref_total: int):
         common.check_split(split)
         self.name, self.split = name, split
-        self.shape, self._encode, self._postprocess = tuple(shape), encode, postprocess
+        self.shape, self._encode, self.packed = tuple(shape), encode, np.dtype(dtype) == np.bool_
         files, labels = list(files), np.asarray(labels, np.int32)
         skip_corrupt = bool(config.data.skip_corrupt)
         if config.data.cache:
@@ -76,14 +79,14 @@ class EventSource:
     def get_batch(self, indices: np.ndarray, epoch: int = 0) -> dict[str, np.ndarray]:
         rows = self._rows[np.asarray(indices, np.int64)]
         if self._cache is not None:
-            frames = self._cache.read(rows)
+            frames = self._cache.read(rows, unpack=False)
+        elif self.packed:
+            frames = np.zeros((len(rows), math.ceil(math.prod(self.shape) / 8)), np.uint8)
+            for b, r in enumerate(rows):
+                frames[b] = np.packbits(self._encode(self._files[r]).reshape(-1))
         else:
             frames = np.stack([self._encode(self._files[r]) for r in rows]) if len(rows) else \
-                np.zeros((0, *self.shape), np.uint8)
-        if self._postprocess is not None:
-            frames = self._postprocess(frames)
-        elif frames.dtype == np.bool_:
-            frames = frames.view(np.uint8)
+                np.zeros((0, *self.shape), np.uint16)
         return {"input": frames, "label": self._labels[rows]}
 
 

@@ -10,7 +10,9 @@ then label (tonic's own order depends on the file system).
 
 Encodings (data.encoding): "or" (snn_conv_1_gesture, _30): uint8 0/1 frames; "max" / "avg" (gesture_max,
 gesture_avg): float32 frames, distinct active 1 ms slots per bin divided by the frame's max / sum.
-Samples: input [B, T, 128, 128, 2] (H = y, W = x, C = polarity), label int32 [B].
+Network input [B, T, 128, 128, 2] (H = y, W = x, C = polarity), label int32 [B]; batches carry the frames
+bit-packed ("or") or as uint16 counts ("max", "avg"), and the device unpacks or normalises them
+(events.py, device_encoding.py).
 Splits: dev = 128 samples of ibmGestureTrain by the reference's random_split (seed 42), train = the rest;
 test = ibmGestureTest. tonic holds 1077 train and 264 test gestures where the reference (spikingjelly
 0.0.0.0.3) had 1056 and 288 (SPEC 4.3), so the samples and the dev split cannot be the reference's own.
@@ -99,9 +101,8 @@ def source(config, split: str) -> EventSource:
     files, labels = list_files(folder)
     if not files:
         raise DatasetNotFoundError(f"DVS Gesture: no <label>.npy files in {folder}/user*/. {HOW_TO_GET}")
-    post = functools.partial(encoding.normalise_frames, mode=mode) if counts else None
     return EventSource(config, split, name="gesture", files=files, labels=labels, base=folder,
                        encode=functools.partial(encode_file, length=length, counts=counts),
                        shape=(length, *SENSOR, 2), dtype=np.uint16 if counts else np.bool_,
                        params={"source": "gesture", "encoding": "count" if counts else "or", "length": length},
-                       ref_dev=128, ref_total=1056, postprocess=post)
+                       ref_dev=128, ref_total=1056)

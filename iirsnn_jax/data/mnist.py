@@ -9,11 +9,12 @@ Where (data.root, data.source = auto | tfds | idx):
   auto: tfds if <root> holds a prepared mnist (or is a bucket), else idx.
 Splits: train = 50000 and dev = 10000 of the 60000 training images by the reference's random_split (seed 42,
 the reference's own dev set), test = the official 10000.
-Encodings (data.encoding): "copy": float32 pixel/255 at every step; "poisson": uint8 spikes with
-P = pixel/255 per step, fresh at every access (keyed by seed, split, epoch, index).
-Augmentation (data.augment, the reference's crop + rotation, augment.py) on train; the reference also
-augmented dev (SPEC 6.7), which data.augment_dev=True replicates.
-Samples: input [B, T, 28, 28, 1], label int32 [B].
+Batches (what the host hands to the device): input uint8 pixels [B, 28, 28], label int32 [B]. The device
+makes the network input [B, T, 28, 28, 1] (device_encoding.py): "copy" (data.encoding): float32 pixel/255
+at every step; "poisson": uint8 spikes with P = pixel/255 per step, fresh at every access.
+Augmentation (data.augment, the reference's crop + rotation) on train; the reference also augmented dev
+(SPEC 6.7), which data.augment_dev=True replicates. It runs on the device (device_augment.py), or here with
+Pillow when data.augment_on = "host_pillow" (augment.py, keyed by seed, split, epoch, index).
 """
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iirsnn_jax.data import common, encoding, tfds_reader
-from iirsnn_jax.data.augment import reference_augment
+from iirsnn_jax.data import augment, common, tfds_reader
 from iirsnn_jax.data.common import CorruptFileError, DatasetNotFoundError, log
 
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -37,8 +37,12 @@ HOW_TO_GET = ("Get MNIST with TFDS (`tfds build mnist --data_dir=ROOT` on a mach
               "t10k-labels-idx1-ubyte.gz, from the MNIST distribution or any mirror) in ROOT.")
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (optionally gzipped) as a uint8 array; CorruptFileError names it if it is damaged."""
+IDX_KINDS = {1: "a labels file (1 dimension)", 3: "an images file (3 dimensions)"}
+
+
+def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a uint8 array of `ndim` dimensions if given; CorruptFileError names
+    it if it is damaged or of the other IDX type (images for labels or the other way round)."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
@@ -47,6 +51,9 @@ def read_idx(path: Path) -> np.ndarray:
         raise CorruptFileError(path, f"cannot be read ({e})") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise CorruptFileError(path, "not an unsigned-byte IDX file (bad magic number)")
+    if ndim is not None and data[3] != ndim:
+        found = IDX_KINDS.get(data[3], f"an IDX file of {data[3]} dimensions")
+        raise CorruptFileError(path, f"wrong IDX type: the magic number says {found}, expected {IDX_KINDS[ndim]}")
     ndim = data[3]
     head = 4 + 4 * ndim
     if len(data) < head:
@@ -106,7 +113,7 @@ def load_arrays(config, folder: str) -> tuple[np.ndarray, np.ndarray]:
     if how != "tfds" and "://" not in root:
         paths = [_find_idx(Path(root), n) for n in IDX_FILES[folder]]
         if all(p is not None for p in paths):
-            images, labels = (read_idx(p) for p in paths)
+            images, labels = read_idx(paths[0], ndim=3), read_idx(paths[1], ndim=1)
             if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (len(images),):
                 raise CorruptFileError(paths[0], f"images {images.shape} and labels {labels.shape} do not match")
             return images, labels.astype(np.int64)
@@ -128,9 +135,8 @@ class MnistSource:
     def __init__(self, config, split: str, images: np.ndarray | None = None, labels: np.ndarray | None = None):
         common.check_split(split)
         self.split, self.seed = split, int(config.seed)
-        self.length, self.encoding = int(config.data.length), config.data.encoding
-        if self.encoding not in ("copy", "poisson"):
-            raise ValueError(f"MNIST supports data.encoding 'copy' or 'poisson', got {self.encoding!r}")
+        if config.data.encoding not in ("copy", "poisson"):
+            raise ValueError(f"MNIST supports data.encoding 'copy' or 'poisson', got {config.data.encoding!r}")
         if images is None:
             images, labels = load_arrays(config, "test" if split == "test" else "train")
         if split != "test":
@@ -139,20 +145,18 @@ class MnistSource:
             keep = train if split == "train" else dev
             images, labels = images[keep], labels[keep]
         self.images, self.labels = images, labels.astype(np.int32)
-        self.augment = bool(config.data.augment) and (
-            split == "train" or (split == "dev" and bool(config.data.augment_dev)))
+        self.augment = split in augment.augmented_splits(config)
+        self.augment_on_host = self.augment and augment.augment_on(config) == "host_pillow"
         self.num_examples = len(self.images)
 
     def get_batch(self, indices: np.ndarray, epoch: int = 0) -> dict[str, np.ndarray]:
         indices = np.asarray(indices, np.int64)
         images = self.images[indices]
-        if self.augment:
-            images = np.stack([reference_augment(img, common.sample_rng(self.seed, self.split, epoch, i, "augment"))
-                               for img, i in zip(images, indices)]) if len(indices) else images
-        x = (images.astype(np.float32) / np.float32(255.0))[..., None]  # [B, 28, 28, 1]
-        inputs = encoding.encode_intensities(x, self.length, self.encoding, seed=self.seed, split=self.split,
-                                             epoch=epoch, indices=indices)
-        return {"input": inputs, "label": self.labels[indices]}
+        if self.augment_on_host and len(indices):
+            images = np.stack([augment.reference_augment(img, common.sample_rng(self.seed, self.split, epoch, i,
+                                                                                  "augment"))
+                               for img, i in zip(images, indices)])
+        return {"input": images, "label": self.labels[indices]}
 
 
 def source(config, split: str) -> MnistSource:

@@ -8,7 +8,8 @@ Each .bin holds 5 bytes an event: x, y, then p = bit 7 of byte 2 and a 23-bit ti
 is the digit folder. Dot files and files not ending in .bin are ignored, as the reference does; a .bin
 anywhere else (outside a digit folder, nested deeper) is a misplaced file and an error.
 
-Samples: input uint8 0/1 [B, T, 34, 34, 2] (H = y, W = x, C = polarity), label int32 [B].
+Network input uint8 0/1 [B, T, 34, 34, 2] (H = y, W = x, C = polarity), label int32 [B]; batches carry
+the frames bit-packed, uint8 [B, 8670] at T = 30, and the device unpacks them (events.py, device_encoding.py).
 Splits: train 50000 / dev 10000 out of Train with the reference's random_split (seed 42), test = Test.
 """
 from __future__ import annotations

@@ -4,12 +4,18 @@ Batches are made ahead of use by a pool of data.num_workers threads (0: up to 4)
 batches ahead, and handed out in order; a batch's content never depends on which thread made it.
 
 `build(config, split)` returns a `Pipeline`; `pipeline.epoch(e)` iterates the batches of epoch e. Every batch
-is a dict of numpy arrays with this process's share of a global batch of `batch_size` samples:
-  input   [b, T, *S]   (b = batch_size / process_count; *S = (28, 28, 1), (34, 34, 2), (128, 128, 2), (300,),
-                        (8, 8, 1); float32 analog values or uint8 0/1 events)
+is a dict of numpy arrays with this process's share of a global batch of `batch_size` samples
+(b = batch_size / process_count), compact: the host only gathers, and the device makes the network input
+[b, T, *S] inside the jitted step (device_encoding.make_input_fn: copy over T, Poisson spikes, augmentation,
+unpacking of event bits):
+  input   MNIST uint8 pixels [b, 28, 28]; digits float32 [b, 8, 8]; N-MNIST and gesture "or" packed bits
+          uint8 [b, ceil(T*H*W*2 / 8)]; gesture "max"/"avg" uint16 counts [b, T, H, W, 2]; the associative
+          memory uint8 [b, T, 300]; time series as their sources give them
   label   int32 [b]
   mask    bool [b]     False on padding rows (the last batch of an epoch, see below)
   index   int32 [b]    split-local sample index, -1 on padding rows
+  split, epoch  int32 [b]   the split (common.SPLITS position) and the epoch: with index, they name each
+                       row's random draws (Poisson, augmentation) on the device
   target, filtered_target  float32 [b, T, 300]   (associative memory only)
 Order: a permutation of the split seeded by (config.seed, split, epoch) when shuffling (train by default),
 else 0..n-1. Global batch j holds order[j*B:(j+1)*B]; process p takes rows [p*b, (p+1)*b) of it, so the
@@ -30,7 +36,7 @@ import numpy as np
 
 from iirsnn_jax.data import common
 
-SOURCES = ("mnist", "nmnist", "gesture", "patterns", "digits")
+SOURCES = ("mnist", "nmnist", "gesture", "patterns", "digits", "uea", "shd", "ssc")
 
 
 def make_source(config, split: str):
@@ -47,6 +53,10 @@ def make_source(config, split: str):
         from iirsnn_jax.data import patterns as module
     elif name == "digits":
         from iirsnn_jax.data import digits as module
+    elif name == "uea":
+        from iirsnn_jax.data import uea as module
+    elif name in ("shd", "ssc"):
+        from iirsnn_jax.data import speech as module
     else:
         raise ValueError(f"data.name must be one of {SOURCES}, got {name!r}")
     return module.source(config, split)
@@ -83,17 +93,7 @@ class Pipeline:
         return list(batches[:, self.process_index])
 
     def make_batch(self, indices: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
-        mask = indices >= 0
-        real = self.source.get_batch(indices[mask], epoch)
-        if mask.all():  # no padding: skip a copy of what can be hundreds of MB (gesture)
-            return {**real, "mask": mask, "index": indices.astype(np.int32)}
-        batch = {}
-        for key, value in real.items():
-            full = np.zeros((len(indices), *value.shape[1:]), value.dtype)
-            full[mask] = value
-            batch[key] = full
-        batch["mask"], batch["index"] = mask, indices.astype(np.int32)
-        return batch
+        return make_batch(self.source, indices, epoch)
 
     def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """The batches of `epoch` from batch `start_batch` on (to resume a run mid-epoch: the batches are
@@ -110,6 +110,26 @@ class Pipeline:
 
     def __len__(self):
         return self.num_batches
+
+
+def make_batch(source, indices: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
+    """The batch of `source` (see the module docstring) that holds split-local samples `indices` [b] of
+    `epoch`, with padding rows (index -1) zero-filled and masked."""
+    indices = np.asarray(indices)
+    mask = indices >= 0
+    real = source.get_batch(indices[mask], epoch)
+    if mask.all():  # no padding: skip a copy of what can be hundreds of MB (gesture)
+        batch = dict(real)
+    else:
+        batch = {}
+        for key, value in real.items():
+            full = np.zeros((len(indices), *value.shape[1:]), value.dtype)
+            full[mask] = value
+            batch[key] = full
+    batch["mask"], batch["index"] = mask, indices.astype(np.int32)
+    batch["split"] = np.full(len(indices), common.check_split(source.split), np.int32)
+    batch["epoch"] = np.full(len(indices), epoch, np.int32)
+    return batch
 
 
 def _prefetched(make, work, depth: int, workers: int):

@@ -3,12 +3,16 @@
   python -m iirsnn_jax.plots --workdir=DIR [--out=DIR/plots] [--figures=rasters,filters,recall,curves,confusion]
       [--checkpoint=best|latest|STEP] [--split=dev] [--samples=3] [--prefix=NAME_]
 
-Headless (Agg); DIR is a directory made by train.py. Without --figures every figure that applies to the
-run is drawn: recall only for the associative memory, the confusion matrix only for classifiers.
+Headless (Agg); DIR is a directory made by train.py, a local folder or a bucket URL (gs://bucket/run: the
+PNGs then go to the bucket too, unless --out names a local folder). Without --figures every figure that
+applies to the run is drawn: recall only for the associative memory, the confusion matrix only for
+classifiers.
 """
-from absl import app, flags, logging
+from absl import flags, logging
 
-flags.DEFINE_string("workdir", None, "run directory made by train.py")
+from iirsnn_jax import cli
+
+flags.DEFINE_string("workdir", None, "run directory made by train.py (or its bucket URL)")
 flags.DEFINE_string("out", None, "output folder; default <workdir>/plots")
 flags.DEFINE_list("figures", None, "kinds to draw (default: all that apply): rasters, filters, recall, curves, "
                   "confusion")
@@ -22,18 +26,15 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ValueError(f"unexpected arguments: {argv[1:]}")
     from iirsnn_jax.plots import make
 
-    try:
-        written = make.make_plots(FLAGS.workdir, FLAGS.out, kinds=FLAGS.figures, checkpoint=FLAGS.checkpoint,
-                                  split=FLAGS.split, samples=FLAGS.samples, prefix=FLAGS.prefix)
-    except (ValueError, FileNotFoundError) as error:
-        raise app.UsageError(str(error)) from None
+    written = make.make_plots(FLAGS.workdir, FLAGS.out, kinds=FLAGS.figures, checkpoint=FLAGS.checkpoint,
+                              split=FLAGS.split, samples=FLAGS.samples, prefix=FLAGS.prefix)
     for item in written:
         print(f"{item.path}  {item.size[0]}x{item.size[1]}")
 
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    cli.run(main)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import textwrap
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from etils import epath
 from matplotlib.figure import Figure
 
 DPI = 100
@@ -27,7 +27,7 @@ SPLIT_COLOURS = {"train": "tab:blue", "dev": "tab:orange", "test": "tab:green"}
 class Written(NamedTuple):
     """A PNG written by a plot function: its path and pixel size (width, height)."""
 
-    path: Path
+    path: epath.Path
     size: tuple[int, int]
 
 
@@ -45,11 +45,13 @@ def new_figure(width: float, height: float, caption: str) -> Figure:
     return fig
 
 
-def save(fig: Figure, path: str | Path) -> Written:
-    """Writes fig as a PNG of exactly its size in pixels; returns the path and pixel size."""
-    path = Path(path)
+def save(fig: Figure, path: epath.PathLike) -> Written:
+    """Writes fig as a PNG of exactly its size in pixels (to a local file or a bucket URL); returns the path
+    and pixel size."""
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": "iirsnn_jax.plots"})
+    with path.open("wb") as f:  # through the file object: matplotlib alone would write a local file
+        fig.savefig(f, dpi=DPI, format="png", metadata={"Software": "iirsnn_jax.plots"})
     width, height = fig.get_size_inches()
     return Written(path, (int(round(width * DPI)), int(round(height * DPI))))
 

@@ -6,9 +6,8 @@ counts.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+from etils import epath
 
 from iirsnn_jax.plots import common
 from iirsnn_jax.plots.run import TrainedRun
@@ -51,4 +50,4 @@ def plot(run: TrainedRun, out, split: str = "dev", prefix: str = "") -> list[com
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"{run.name}: {split} confusion matrix, accuracy {accuracy:.4f} ({matrix.sum()} samples)",
                  fontsize=11)
-    return [common.save(fig, Path(out) / f"{prefix}confusion_matrix_{split}.png")]
+    return [common.save(fig, epath.Path(out) / f"{prefix}confusion_matrix_{split}.png")]

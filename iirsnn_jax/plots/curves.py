@@ -8,9 +8,8 @@ classifiers; the dev spike rate of every spiking layer.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+from etils import epath
 
 from iirsnn_jax.plots import common
 from iirsnn_jax.plots.run import TrainedRun
@@ -83,4 +82,4 @@ def plot(run: TrainedRun, out, prefix: str = "") -> list[common.Written]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5)
     fig.suptitle(f"{run.name}: training curves ({len(train)} epochs, batch {run.config.train.batch_size})", fontsize=12)
-    return [common.save(fig, Path(out) / f"{prefix}training_curves.png")]
+    return [common.save(fig, epath.Path(out) / f"{prefix}training_curves.png")]

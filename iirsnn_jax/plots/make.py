@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Sequence
+
+from etils import epath
 
 from iirsnn_jax.plots import common, confusion, curves, rasters, recall, synapses
 from iirsnn_jax.plots.run import TrainedRun, load_run
@@ -32,15 +33,15 @@ def applicable(run: TrainedRun) -> tuple[str, ...]:
     return tuple(kinds)
 
 
-def make_plots(workdir: str | Path, out: str | Path | None = None, *, kinds: Sequence[str] | None = None,
+def make_plots(workdir: epath.PathLike, out: epath.PathLike | None = None, *, kinds: Sequence[str] | None = None,
                checkpoint: str = "best", split: str = "dev", samples: int = 3,
                prefix: str = "") -> list[common.Written]:
     """Writes the PNGs of `kinds` (default: every applicable kind) to out (default workdir/plots).
 
     Returns what was written (path and pixel size). Raises ValueError for an unknown or inapplicable kind.
     """
-    workdir = Path(workdir)
-    out = workdir / "plots" if out is None else Path(out)
+    workdir = epath.Path(workdir)
+    out = workdir / "plots" if out is None else epath.Path(out)
     run = load_run(workdir, checkpoint)
     if run.step is None:
         log.warning("no %r checkpoint in %s: figures show the network at initialisation", checkpoint, workdir)

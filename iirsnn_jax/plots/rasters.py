@@ -7,9 +7,8 @@ predicted one (most output spikes); the associative memory overlays the (delayed
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+from etils import epath
 
 from iirsnn_jax.plots import common
 from iirsnn_jax.plots.run import TrainedRun
@@ -67,7 +66,7 @@ def plot_sample(run: TrainedRun, batch: dict, out, row: int, out_batch=None, spl
     axes[-1].set_xlabel("time step")
     what = f"class {label}" if run.is_classifier else f"pattern {label}"
     fig.suptitle(f"{run.name}: spikes of every layer, {split} sample {index} ({what})", fontsize=12)
-    return common.save(fig, Path(out) / f"{prefix}spike_raster_{split}{index}_{what.replace(' ', '')}.png")
+    return common.save(fig, epath.Path(out) / f"{prefix}spike_raster_{split}{index}_{what.replace(' ', '')}.png")
 
 
 def plot(run: TrainedRun, out, samples: int = 3, split: str = "dev", prefix: str = "") -> list[common.Written]:

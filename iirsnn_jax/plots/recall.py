@@ -9,9 +9,8 @@ training loss).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+from etils import epath
 
 from iirsnn_jax.data import patterns
 from iirsnn_jax.plots import common
@@ -100,4 +99,4 @@ def plot(run: TrainedRun, out, split: str = "dev", prefix: str = "") -> list[com
                 ax.set_ylabel(f"{label}\nneuron index", fontsize=8.5)
     fig.suptitle(f"{run.name}: recall of the ten patterns from corrupted inputs, checkpoint step {run.step}",
                  fontsize=12)
-    return [common.save(fig, Path(out) / f"{prefix}recall_patterns_{split}.png")]
+    return [common.save(fig, epath.Path(out) / f"{prefix}recall_patterns_{split}.png")]

@@ -1,21 +1,23 @@
 """A trained run read back from its workdir: config, trained network, metrics, and batches of a split.
 
 `load_run(workdir)` reads DIR/config.json (the resolved config that train.py wrote), restores the Orbax
-checkpoint ("best" by default) into a freshly built network, and reads DIR/metrics.jsonl. `run.forward`
+checkpoint ("best" by default) into a freshly built network, and reads DIR/metrics.jsonl. DIR may be a
+local folder or a bucket URL (gs://bucket/run): every file is read through `etils.epath`. `run.forward`
 runs the trained network (evaluation mode, zero initial state) on batch-major inputs and returns numpy.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from iirsnn_jax import config as config_lib, data, models
+from iirsnn_jax.data import device_encoding
 from iirsnn_jax.training import checkpoint, metrics, optimizer as optimizer_lib, steps
 
 
@@ -27,7 +29,7 @@ class TrainedRun:
     records: every line of metrics.jsonl, in order.
     """
 
-    workdir: Path
+    workdir: epath.Path
     config: ml_collections.ConfigDict
     model: models.SpikingNetwork
     step: int | None
@@ -56,23 +58,26 @@ class TrainedRun:
         return jax.device_get(self._forward(inputs))
 
     def batches(self, split: str = "dev", batch_size: int | None = None) -> Iterator[dict]:
-        """The batches of `split` in order (no shuffling, no augmentation of dev/test), padding rows masked."""
+        """The batches of `split` in order (no shuffling, no augmentation of dev/test), padding rows masked;
+        "input" is the network's input [B, T, *S], as the steps make it on the device."""
         size = batch_size or self.config.train.eval_batch_size or self.config.train.batch_size
         pipeline = data.build(self.config, split, batch_size=int(size), shuffle=False, drop_remainder=False,
                               process_index=0, process_count=1)
-        yield from pipeline.epoch(0)
+        network_input = device_encoding.host_input_fn(self.config)  # what the network receives from a batch
+        for batch in pipeline.epoch(0):
+            yield {**batch, "input": network_input(batch)}
 
 
-def load_run(workdir: str | Path, which: str = "best") -> TrainedRun:
+def load_run(workdir: str | epath.PathLike, which: str = "best") -> TrainedRun:
     """Restores checkpoint `which` ("best", "latest" or a step) of the run in workdir.
 
     A workdir without checkpoints gives the network at initialisation (step None), so that training curves
     of a run that saved none can still be drawn.
     """
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)
     config = config_lib.read_run_config(workdir)
     model = models.build_model(config.model, seed=int(config.seed))
-    runs = checkpoint.RunCheckpoints(workdir)
+    runs = checkpoint.RunCheckpoints(workdir, read_only=True, asynchronous=False)
     try:
         if runs.find(which) is None:
             step = None

@@ -10,9 +10,9 @@ stable). Two figures:
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
+from etils import epath
 from matplotlib import ticker
 
 from iirsnn_jax import filters, layers
@@ -95,7 +95,7 @@ def plot_impulse_responses(run: TrainedRun, out, prefix: str = "") -> common.Wri
         ax.set_visible(False)
     axes[0].legend(fontsize=8, loc="upper right")
     fig.suptitle(f"{run.name}: learned synapse filters (impulse responses), checkpoint step {run.step}", fontsize=12)
-    return common.save(fig, Path(out) / f"{prefix}filter_impulse_responses.png")
+    return common.save(fig, epath.Path(out) / f"{prefix}filter_impulse_responses.png")
 
 
 def plot_coefficients(run: TrainedRun, out, prefix: str = "") -> common.Written:
@@ -128,7 +128,7 @@ def plot_coefficients(run: TrainedRun, out, prefix: str = "") -> common.Written:
             ax.tick_params(labelsize=8)
             ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
     fig.suptitle(f"{run.name}: learned IIR coefficients vs initial values, checkpoint step {run.step}", fontsize=12)
-    return common.save(fig, Path(out) / f"{prefix}filter_coefficients.png")
+    return common.save(fig, epath.Path(out) / f"{prefix}filter_coefficients.png")
 
 
 def plot(run: TrainedRun, out, prefix: str = "") -> list[common.Written]:

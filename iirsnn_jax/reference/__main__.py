@@ -3,13 +3,15 @@
   python -m iirsnn_jax.reference check FILE.npz [FILE.npz ...]
   python -m iirsnn_jax.reference convert CHECKPOINT OUT.npz
 
-`check` builds each file's experiment from configs/ (run it from the repository root), loads the reference
+`check` builds each file's experiment from its experiment file (run it from the repository root), loads the reference
 parameters, runs forward and backward in float64 and prints every comparison (golden.py). Exit status 0 only
 if every spike matches exactly, the loss to 1e-9 relative and every gradient to 1e-5 of its largest
 magnitude. `convert` saves a torch checkpoint's state_dict as an .npz of PyTorch names (needs torch).
 """
 import numpy as np
 from absl import app, logging
+
+from iirsnn_jax import cli
 
 COMMANDS = ("check", "convert")
 
@@ -24,10 +26,7 @@ def main(argv):
             raise app.UsageError("convert takes two arguments: CHECKPOINT OUT.npz")
         from iirsnn_jax.reference import state_dict
 
-        try:
-            arrays = state_dict.read_state_dict(args[0])
-        except (OSError, ImportError, ValueError) as error:
-            raise SystemExit(f"error: {error}") from None
+        arrays = state_dict.read_state_dict(args[0])
         np.savez(args[1], **arrays)
         print(f"wrote {args[1]}")
         return 0
@@ -54,4 +53,4 @@ def main(argv):
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    cli.run(main)

@@ -3,7 +3,7 @@
 A golden file (format of shared/golden/README.md) holds an experiment name, reference-layout inputs (time
 last), labels or a filtered target, the reference parameters (`param/NAME`), and what the reference computed
 from them in float64: spikes of every layer, output spikes and counts, the loss and every gradient. We build
-the experiment's network from configs/, load the parameters, run forward and backward in float64 in
+the experiment's network from the repository's experiment files, load the parameters, run forward and backward in float64 in
 evaluation mode, and compare:
 
   spikes (every layer, the output) and spike counts: exactly;

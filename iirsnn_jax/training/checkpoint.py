@@ -1,50 +1,73 @@
 """Orbax checkpoints of a training run: the last k (every epoch, and every N steps if configured) and the best.
 
-Layout under the workdir:
-  checkpoints/latest/<step>/   the last `keep` checkpoints (train state + position in the data)
+Layout under the workdir (a local folder or a bucket URL):
+  checkpoints/latest/<step>/   the last `keep` checkpoints (train state + the run's Position)
   checkpoints/best/<step>/     the checkpoint with the best dev metric so far
-Orbax writes each checkpoint to a temporary folder and renames it when complete, so a crash never leaves a
-half-written checkpoint that a restart would pick up. Saves are asynchronous; `wait()` before exiting.
-Arrays are restored onto the shardings of the given target, so a checkpoint saved on 8 devices restores
-on 1 (or the other way round).
+  checkpoints/damaged/         checkpoints found unreadable, moved aside (never deleted)
+Orbax writes each checkpoint to a temporary folder and renames it when complete (in a gs:// bucket, which
+cannot rename atomically, in place with a commit_success.txt written last), so a crash never leaves a
+half-written checkpoint that a restart would take. Saves are asynchronous and one at a time; each takes a
+snapshot of its position. A step that is already saved is not saved again (a resumed run that repeats an
+epoch computes the same state). Arrays are restored onto the shardings of the given target, so a
+checkpoint saved on 8 devices restores on 1 (or the other way round).
 """
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
+
+from iirsnn_jax.errors import CheckpointError
+from iirsnn_jax.training import workdir as workdir_lib
+from iirsnn_jax.training.position import Position
+
+log = logging.getLogger("iirsnn_jax.training")
 
 
 class RunCheckpoints:
     """The two checkpoint managers of a workdir."""
 
-    def __init__(self, workdir: str | Path, keep: int = 3, asynchronous: bool = True):
-        root = Path(workdir).absolute() / "checkpoints"
-        options = dict(enable_async_checkpointing=asynchronous, create=True)
-        self.latest = ocp.CheckpointManager(root / "latest",
+    def __init__(self, workdir, keep: int = 3, asynchronous: bool = True, read_only: bool = False):
+        if keep < 1:
+            raise ValueError(f"train.keep_checkpoints={keep} must be >= 1: a run resumes from its latest checkpoint")
+        path = epath.Path(workdir)
+        self.root = (path if workdir_lib.is_url(path) else path.absolute()) / "checkpoints"  # Orbax wants it absolute
+        options = dict(enable_async_checkpointing=asynchronous, create=not read_only, read_only=read_only)
+        self.latest = ocp.CheckpointManager(self.root / "latest",
                                             options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
-        self.best = ocp.CheckpointManager(root / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+        self.best = ocp.CheckpointManager(self.root / "best",
+                                          options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
 
     @staticmethod
-    def _args(state, position: dict):
-        return ocp.args.Composite(state=ocp.args.StandardSave(state), position=ocp.args.JsonSave(position))
+    def _args(state, position: Position):
+        return ocp.args.Composite(state=ocp.args.StandardSave(state), position=ocp.args.JsonSave(position.to_json()))
 
-    def save_latest(self, step: int, state, position: dict) -> None:
-        """position: JSON-able dict, e.g. {"epoch": e, "batch": next batch index, "best": {...}}."""
-        # One save in flight at a time: two managers saving the same step at once would race on the
-        # multi-process barriers Orbax names after the step.
-        self.best.wait_until_finished()
-        self.latest.save(int(step), args=self._args(state, position), force=True)
+    def _save(self, manager, other, step: int, state, position: Position) -> bool:
+        # One save in flight at a time: two managers saving at once would race on the multi-process barriers
+        # Orbax names after the step.
+        other.wait_until_finished()
+        manager.wait_until_finished()
+        if int(step) in manager.all_steps():
+            return False
+        manager.save(int(step), args=self._args(state, position), force=True)
+        return True
 
-    def save_best(self, step: int, state, position: dict) -> None:
-        self.latest.wait_until_finished()
-        self.best.save(int(step), args=self._args(state, position), force=True)
+    def save_latest(self, step: int, state, position: Position) -> bool:
+        """Saves (state, position) as the latest checkpoint of `step`; False when that step is already saved."""
+        return self._save(self.latest, self.best, step, state, position)
+
+    def save_best(self, step: int, state, position: Position) -> bool:
+        return self._save(self.best, self.latest, step, state, position)
 
     def manager(self, which: str) -> ocp.CheckpointManager:
         if which not in ("latest", "best"):
-            raise ValueError(f"checkpoint must be 'latest', 'best' or a step number, got {which!r}")
+            raise CheckpointError(f"checkpoint must be 'latest', 'best' or a step number, got {which!r}")
         return getattr(self, which)
+
+    def steps(self) -> dict[str, list[int]]:
+        return {"latest": sorted(self.latest.all_steps()), "best": sorted(self.best.all_steps())}
 
     def find(self, which: str | int) -> tuple[ocp.CheckpointManager, int] | None:
         """(manager, step) of 'latest', 'best' or a step number (searched in both), or None if absent."""
@@ -58,16 +81,58 @@ class RunCheckpoints:
         step = manager.latest_step()
         return None if step is None else (manager, step)
 
-    def restore(self, which: str | int, target_state):
-        """(state, position) of a checkpoint, arrays placed like `target_state` (a state or its abstract form)."""
-        found = self.find(which)
-        if found is None:
-            raise FileNotFoundError(f"no {which!r} checkpoint under {self.latest.directory.parent}")
-        manager, step = found
+    def _restore_step(self, manager, step: int, target_state):
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                                  position=ocp.args.JsonRestore()))
-        return restored.state, dict(restored.position)
+        return restored.state, Position.from_json(dict(restored.position))
+
+    def restore(self, which: str | int, target_state):
+        """(state, Position) of a checkpoint, arrays placed like `target_state` (a state or its abstract form).
+
+        Raises CheckpointError naming the step when it is missing or cannot be read."""
+        found = self.find(which)
+        if found is None:
+            steps = self.steps()
+            raise CheckpointError(f"no {which!r} checkpoint under {self.root}; saved steps: latest {steps['latest']}, "
+                                  f"best {steps['best']}")
+        manager, step = found
+        try:
+            return self._restore_step(manager, step, target_state)
+        except Exception as error:  # Orbax/tensorstore raise many kinds for a truncated or missing file
+            if _other_structure(error):
+                raise CheckpointError(f"checkpoint {manager.directory / str(step)} holds a state of another structure "
+                                      f"than this network's ({str(error)[:300]})") from error
+            raise CheckpointError(f"checkpoint {manager.directory / str(step)} is damaged and cannot be read "
+                                  f"({type(error).__name__}: {str(error)[:300]})") from error
+
+    def restore_newest_intact(self, target_state):
+        """(state, Position) of the newest readable latest checkpoint, or None when there is none at all.
+
+        A damaged one is moved to checkpoints/damaged/ with a warning naming it, and the next older is tried;
+        when every one is damaged, CheckpointError lists them."""
+        damaged = []
+        for step in sorted(self.latest.all_steps(), reverse=True):
+            try:
+                return self._restore_step(self.latest, step, target_state)
+            except Exception as error:
+                if _other_structure(error):
+                    raise CheckpointError(f"checkpoint {self.latest.directory / str(step)} holds a state of another "
+                                          f"structure than this network's ({str(error)[:300]})") from error
+                log.warning("checkpoint %s is damaged (%s: %s); trying an older one", self.latest.directory / str(step),
+                            type(error).__name__, str(error)[:200])
+                damaged.append(step)
+                self._move_aside("latest", step)
+        if damaged:
+            raise CheckpointError(f"every latest checkpoint under {self.root} is damaged (steps {damaged}, moved to "
+                                  f"{self.root / 'damaged'}); start over with --overwrite")
+        return None
+
+    def _move_aside(self, which: str, step: int) -> None:
+        if jax.process_index() == 0:
+            workdir_lib.move(self.root / which / str(step), self.root / "damaged" / f"{which}-{step}")
+        self.latest.reload()
+        self.best.reload()
 
     def wait(self) -> None:
         self.latest.wait_until_finished()
@@ -76,3 +141,8 @@ class RunCheckpoints:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+
+def _other_structure(error: Exception) -> bool:
+    """Orbax's error for a readable checkpoint whose tree differs from the target's (not a damaged file)."""
+    return isinstance(error, ValueError) and "tree structures do not match" in str(error)

@@ -1,180 +1,284 @@
 """The training loop: epochs of jitted, data-parallel steps, evaluation, checkpoints, resumption.
 
-`train_and_evaluate(config, workdir)` runs a whole experiment:
-  * every epoch: train on the train split (progress bar with loss, accuracy, samples/s), evaluate the full
-    dev split, append both to metrics.jsonl and TensorBoard, save the latest checkpoint, and the best one
-    when the dev metric improves (accuracy for classifiers, loss for the associative memory);
-  * at the end: restore the best checkpoint and evaluate the full test split.
-A workdir that has checkpoints resumes from the latest one at the exact batch it stopped at (the data order
-depends only on seed and epoch, dropout keys only on the step), so a resumed run ends where an
-uninterrupted one ends. SIGTERM (preemption) saves a checkpoint and exits; a non-finite loss stops the run
-naming the step, before anything is saved over the last good checkpoint (NaN gradients too: spikes
-are 0/1, so a NaN potential can leave the loss finite).
+`train_and_evaluate(config, workdir)` runs a whole experiment in named phases:
+  prepare         check the config, the data and the network, take the workdir's lock, refuse to continue a
+                  run saved with other settings, and only then write config.json;
+  start_or_resume a fresh state, or the newest intact latest checkpoint and its Position;
+  train_epoch     the epoch's steps, from the Position's batch on; metric sums stay on the device and are read
+                  every train.sync_every_steps steps, before every save and at the epoch's end;
+  end_epoch       evaluate the whole dev split, write metrics, save the best checkpoint, then the latest;
+  finish          evaluate the best checkpoint on the whole test split.
+The data order depends only on seed and epoch and dropout keys only on the step, so a resumed run ends where
+an uninterrupted one ends. SIGTERM or Ctrl-C: every process stops at the same step (they agree through the
+step's sums, accumulate.py), saves and raises Preempted; a stop during an epoch's last batch finishes that
+epoch first. A NaN or infinite loss or gradient stops the run naming the step, before anything is saved.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import math
 import signal
-import threading
 import time
-from pathlib import Path
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from iirsnn_jax import data, models
-from iirsnn_jax.training import checkpoint, evaluation, metrics, optimizer as optimizer_lib, parallel, steps
+from iirsnn_jax import data, models, validation
+from iirsnn_jax.training import (accumulate, checkpoint, evaluation, metrics, optimizer as optimizer_lib, parallel,
+                                 steps)
+from iirsnn_jax.training.position import Position
+from iirsnn_jax.training.signals import StopRequests
+from iirsnn_jax.training.workdir import Workdir
 
 log = logging.getLogger("iirsnn_jax.training")
+DEFAULT_SYNC_EVERY = 20
 
 
 class Preempted(Exception):
-    """Raised after a SIGTERM was handled: the run saved its state and can be resumed."""
+    """Raised after a stop request (SIGTERM, Ctrl-C) was handled: the run saved its state and can resume.
+    `signal` is the signal's number."""
+
+    def __init__(self, message: str, signal: int):
+        super().__init__(message)
+        self.signal = signal
 
 
 class NonFiniteLoss(FloatingPointError):
-    """The loss became NaN or infinite; the message names the step."""
+    """The loss or a gradient became NaN or infinite; the message names the step."""
 
 
-class _Signals:
-    """Notes a SIGTERM instead of dying, so the loop can save at the next step boundary."""
+@dataclasses.dataclass
+class Run:
+    """Everything a run builds once: config, workdir, mesh, data, jitted steps, checkpoints, metric writer."""
 
-    def __init__(self):
-        self.received = None
-        self._old = None
+    config: object
+    workdir: Workdir
+    mesh: object
+    train_data: data.Pipeline
+    dev_data: data.Pipeline
+    graphdef: object
+    schedule: object
+    plain_train_step: object
+    train_step: object
+    eval_step: evaluation.EvalStep
+    fresh_state: object
+    checkpoints: checkpoint.RunCheckpoints | None = None
+    writer: metrics.MetricWriter | None = None
+    sums_keys: tuple | None = None
 
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._handle)
-        return self
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_data)
 
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-
-
-def _best_metric(config) -> tuple[str, bool]:
-    """(metric name, higher is better)."""
-    return ("accuracy", True) if config.train.loss == "cross_entropy" else ("loss", False)
-
-
-def _improved(value: float, best: float | None, higher: bool) -> bool:
-    return best is None or (value > best if higher else value < best)
-
-
-def write_config(config, workdir: Path) -> None:
-    if jax.process_index() == 0:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    def close(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.wait()
+            self.checkpoints.close()
+        if self.writer is not None:
+            self.writer.close()
+        self.workdir.unlock()
 
 
-def train_and_evaluate(config, workdir: str | Path) -> dict:
-    """Trains config's experiment in workdir (resuming if it has checkpoints); returns the final metrics."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_config(config, workdir)
+def prepare(config, workdir, *, overwrite: bool = False) -> Run:
+    """Checks everything that can be checked before a file of the workdir is touched, then takes it."""
+    validation.check_config(config)
     mesh = parallel.make_mesh()
     parallel.local_batch_size(config.train.batch_size, mesh)  # a clear error if it does not divide
-    if config.train.microbatches < 1 or config.train.batch_size % config.train.microbatches:
-        raise ValueError(f"train.microbatches={config.train.microbatches} must be >= 1 and divide "
-                         f"train.batch_size={config.train.batch_size}")
     eval_batch = evaluation.eval_batch_size(config)
     parallel.local_batch_size(eval_batch, mesh)
     train_data = data.build(config, "train")
     dev_data = data.build(config, "dev", batch_size=eval_batch)
-    steps_per_epoch = len(train_data)
-    if steps_per_epoch == 0:
-        raise ValueError(f"the train split has {train_data.num_examples} samples: not one batch of "
-                         f"{config.train.batch_size}")
-
+    if len(train_data) == 0:
+        raise validation.ConfigError(f"the train split has {train_data.num_examples} samples: not one batch of "
+                                     f"train.batch_size={config.train.batch_size}")
     model = models.build_model(config.model, seed=config.seed)
-    optimizer = optimizer_lib.make_optimizer(config.train, steps_per_epoch)
-    schedule = optimizer_lib.learning_rate_schedule(config.train, steps_per_epoch)
+    validation.check_output_width(config, model.output_shape[-1], validation.num_classes(config, train_data.source))
+    optimizer = optimizer_lib.make_optimizer(config.train, len(train_data))
     graphdef, state = steps.create_train_state(model, optimizer, config.train.batch_size)
-    state = parallel.replicate(state, mesh)
-    checkpoints = checkpoint.RunCheckpoints(workdir, keep=config.train.keep_checkpoints)
-    position = {"epoch": 0, "batch": 0, "best": None, "best_epoch": None, "train_sums": None}
-    if checkpoints.find("latest") is not None:
-        state, saved = checkpoints.restore("latest", state)
-        position.update(saved)
-        log.info("resuming from step %d (epoch %d, batch %d)", int(state.step), position["epoch"], position["batch"])
-
-    train_step = jax.jit(steps.make_train_step(graphdef, optimizer, config.train.loss, config.seed,
-                                                    config.train.microbatches), donate_argnums=0,
+    state = parallel.place_state(state, mesh)
+    shardings = parallel.state_shardings(state, mesh)
+    rep, split = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    input_fn = data.make_input_fn(config)  # encoding and augmentation run on the device, inside the steps
+    plain = steps.make_train_step(graphdef, optimizer, config.train.loss, config.seed, config.train.microbatches,
+                                  input_fn)
+    train_step = jax.jit(accumulate.accumulating_train_step(plain), in_shardings=(shardings, rep, split),
+                         out_shardings=(shardings, rep), donate_argnums=(0, 1),
                          compiler_options=steps.compiler_options())
-    eval_step = evaluation.make_jitted_eval_step(graphdef, config.train.loss)
-    writer = metrics.MetricWriter(workdir)
-    metric_name, higher = _best_metric(config)
-    every = int(config.train.checkpoint_every_steps)
+    run = Run(config, Workdir(workdir), mesh, train_data, dev_data, graphdef,
+              optimizer_lib.learning_rate_schedule(config.train, len(train_data)), plain, train_step,
+              evaluation.make_jitted_eval_step(graphdef, config.train.loss, mesh, input_fn), state)
+    if jax.process_index() == 0:
+        run.workdir.lock()
     try:
-        with _Signals() as signals:
-            for epoch in range(position["epoch"], config.train.epochs):
-                start = position["batch"] if epoch == position["epoch"] else 0
-                total = position["train_sums"] if start else None
-                bar = tqdm(total=steps_per_epoch, initial=start, desc=f"epoch {epoch}", leave=False,
-                           disable=not config.train.progress_bar or jax.process_index() != 0)
-                tick, seen = time.perf_counter(), 0
-                for index, batch in enumerate(train_data.epoch(epoch, start_batch=start), start=start):
-                    state, sums = train_step(state, parallel.shard_batch(evaluation.model_inputs(batch), mesh))
-                    sums = jax.device_get(sums)
-                    if not math.isfinite(float(sums["loss_sum"])) or sums["nonfinite_gradients"]:
-                        raise NonFiniteLoss(f"non-finite loss ({float(sums['loss_sum'])}) or gradient at step "
-                                            f"{int(state.step)} "
-                                            f"(epoch {epoch}, batch {index}); the last good checkpoint is kept in "
-                                            f"{workdir / 'checkpoints'}")
-                    total = metrics.add_sums(total, sums)
-                    seen += int(sums["count"])
-                    running = metrics.summarize(total)
-                    bar.set_postfix(loss=f"{running['loss']:.4g}", acc=f"{running.get('accuracy', float('nan')):.4f}",
-                                    samples_s=f"{seen / (time.perf_counter() - tick):.1f}", refresh=False)
-                    bar.update()
-                    here = {**position, "epoch": epoch, "batch": index + 1, "train_sums": total}
-                    if signals.received is not None:
-                        checkpoints.save_latest(int(state.step), state, here)
-                        checkpoints.wait()
-                        raise Preempted(f"SIGTERM at step {int(state.step)}: saved, resume with the same command")
-                    if every and int(state.step) % every == 0 and index + 1 < steps_per_epoch:
-                        checkpoints.save_latest(int(state.step), state, here)
-                bar.close()
-                step = int(state.step)
-                train_summary = metrics.summarize(total)
-                train_summary["samples_per_s"] = seen / max(time.perf_counter() - tick, 1e-9)
-                train_summary["learning_rate"] = float(schedule(step - 1))
-                writer.write({"epoch": epoch, "split": "train", **train_summary}, step)
-                carry, dev_summary = evaluation.evaluate(eval_step, state.params, state.constants, state.carry,
-                                                         dev_data, mesh)
-                state = state._replace(carry=carry)
-                writer.write({"epoch": epoch, "split": "dev", **dev_summary}, step)
-                log.info("epoch %d: train %s, dev %s", epoch, _short(train_summary), _short(dev_summary))
-                is_best = _improved(dev_summary[metric_name], position["best"], higher)
-                if is_best:
-                    position.update(best=dev_summary[metric_name], best_epoch=epoch)
-                position.update(epoch=epoch + 1, batch=0, train_sums=None)
-                checkpoints.save_latest(step, state, position)
-                if is_best:
-                    checkpoints.save_best(step, state, position)
-        checkpoints.wait()
-        return _final_test(config, checkpoints, state, eval_step, mesh, writer, position, eval_batch)
+        if not overwrite:
+            run.workdir.check_config(config)
+        if jax.process_index() == 0:
+            for path in run.workdir.overwrite() if overwrite else ():
+                log.warning("--overwrite: deleted %s", path)
+            run.workdir.write_config(config)
+        if jax.process_count() > 1:  # the others open the checkpoints once process 0 has written or deleted
+            multihost_utils.sync_global_devices("iirsnn_jax workdir ready")
+        run.checkpoints = checkpoint.RunCheckpoints(run.workdir.path, keep=config.train.keep_checkpoints)
+        run.writer = metrics.MetricWriter(run.workdir.path)
+    except BaseException:
+        run.close()
+        raise
+    return run
+
+
+def start_or_resume(run: Run):
+    """(state, Position): the newest intact latest checkpoint, or a fresh state at epoch 0."""
+    restored = run.checkpoints.restore_newest_intact(run.fresh_state)
+    if restored is None:
+        return run.fresh_state, Position()
+    state, position = restored
+    log.info("resuming from step %d (epoch %d, batch %d)", int(state.step), position.epoch, position.batch)
+    return state, position
+
+
+def _sync_every(run: Run) -> int:
+    return int(run.config.train.sync_every_steps) or DEFAULT_SYNC_EVERY
+
+
+def _check_finite(run: Run, totals: dict, epoch_start_step: int, epoch: int) -> None:
+    if totals["_nonfinite"] > 0:
+        step = totals["_first_nonfinite_step"]
+        saved = run.checkpoints.find("latest")
+        kept = (f"the last good checkpoint (step {saved[1]}) is kept in {run.checkpoints.root}" if saved
+                else "no checkpoint was saved yet")
+        raise NonFiniteLoss(f"non-finite loss or gradient at step {step} (epoch {epoch}, batch "
+                            f"{step - 1 - epoch_start_step}); {kept}")
+
+
+def _zero_totals(run: Run, state, batch, start: dict | None):
+    """Device totals for the train step's sums (their keys found once by tracing the plain step)."""
+    if run.sums_keys is None:
+        plain = {k: v for k, v in batch.items() if k != "stop"}
+        run.sums_keys = tuple(jax.eval_shape(run.plain_train_step, state, plain)[1])
+    return parallel.replicate(accumulate.zero_totals(dict.fromkeys(run.sums_keys), start), run.mesh)
+
+
+def train_epoch(run: Run, state, position: Position, stop: StopRequests):
+    """Trains epoch position.epoch from batch position.batch to its end: (state, metric sums of the epoch,
+    samples/s). Saves and raises Preempted when a stop is agreed before the last batch."""
+    epoch, start, config = position.epoch, position.batch, run.config
+    steps_per_epoch = run.steps_per_epoch
+    epoch_start_step = epoch * steps_per_epoch
+    every = int(config.train.checkpoint_every_steps)
+    sync_every, single = _sync_every(run), jax.process_count() == 1
+    bar = tqdm(total=steps_per_epoch, initial=start, desc=f"epoch {epoch}", leave=False,
+               disable=not config.train.progress_bar or jax.process_index() != 0)
+    tick, counted_before = time.perf_counter(), (position.sums or {}).get("count", 0.0)
+
+    def with_stop(batch):  # this process's stop request travels with its rows of the batch
+        return {**evaluation.model_inputs(batch),
+                "stop": np.full(batch["mask"].shape, float(stop.requested), np.float32)}
+
+    totals, totals_host = None, None
+    batches = parallel.prefetch_to_devices(map(with_stop, run.train_data.epoch(epoch, start_batch=start)), run.mesh)
+    for index, batch in enumerate(batches, start=start):
+        if totals is None:
+            totals = _zero_totals(run, state, batch, position.sums)
+        state, totals = run.train_step(state, totals, batch)
+        bar.update()
+        step = epoch_start_step + index + 1
+        last = index + 1 == steps_per_epoch
+        saving = bool(every) and step % every == 0 and not last
+        if not (last or saving or step % sync_every == 0 or (single and stop.requested)):
+            continue  # the device runs ahead; the host reads the sums only now and then
+        totals_host = accumulate.to_host(totals)
+        _check_finite(run, totals_host, epoch_start_step, epoch)
+        running = metrics.summarize(accumulate.metric_sums(totals_host))
+        bar.set_postfix(loss=f"{running['loss']:.4g}", acc=f"{running.get('accuracy', float('nan')):.4f}",
+                        samples_s=f"{(totals_host['count'] - counted_before) / (time.perf_counter() - tick):.1f}",
+                        refresh=False)
+        agreed = totals_host["_stop"] > 0 or (single and stop.requested)
+        here = position.replace(batch=index + 1, train_sums=accumulate.metric_sums(totals_host))
+        if agreed and not last:  # a stop in the last batch finishes the epoch first (end_epoch saves it)
+            run.checkpoints.save_latest(step, state, here)
+            run.checkpoints.wait()
+            raise Preempted(f"{stop.name or 'a stop request of another process'} at step {step}: saved; resume "
+                            "with the same command", stop.received or signal.SIGTERM)
+        if saving:
+            run.checkpoints.save_latest(step, state, here)
+    bar.close()
+    if totals_host is None:  # the epoch was complete when the run resumed (a checkpoint of an older version)
+        totals_host = dict(position.sums or {})
+    samples = totals_host.get("count", 0.0) - counted_before  # real samples (not padding) trained here
+    return state, accumulate.metric_sums(totals_host), samples / max(time.perf_counter() - tick, 1e-9)
+
+
+def _best_metric(config) -> tuple[str, bool]:
+    """(dev metric that picks the best checkpoint, higher is better): train.best_metric, where "auto" means
+    accuracy for classifiers (the reference's choice) and loss for the associative memory."""
+    name = config.train.best_metric
+    if name == "auto":
+        name = "accuracy" if config.train.loss == "cross_entropy" else "loss"
+    return name, name == "accuracy"
+
+
+def end_epoch(run: Run, state, position: Position, train_sums: dict, samples_per_s: float):
+    """Dev evaluation, metrics, and the epoch's checkpoints: (state, Position of the next epoch's start).
+
+    The best checkpoint is saved before the latest one, so a crash between the two never leaves a latest
+    checkpoint whose best epoch the best/ folder has not received (a resumed run redoes the epoch and finds
+    the best step already saved)."""
+    step, epoch = int(state.step), position.epoch
+    train_summary = metrics.summarize(train_sums)
+    train_summary["samples_per_s"] = samples_per_s
+    train_summary["learning_rate"] = float(run.schedule(step - 1))
+    run.writer.write({"epoch": epoch, "split": "train", **train_summary}, step)
+    carry, dev_summary = evaluation.evaluate(run.eval_step, state.params, state.constants, state.carry,
+                                             run.dev_data, run.mesh)
+    state = state._replace(carry=carry)
+    run.writer.write({"epoch": epoch, "split": "dev", **dev_summary}, step)
+    log.info("epoch %d: train %s, dev %s", epoch, _short(train_summary), _short(dev_summary))
+    name, higher = _best_metric(run.config)
+    value = dev_summary[name]
+    improved = position.best is None or (value > position.best if higher else value < position.best)
+    if improved:
+        position = position.replace(best=value, best_epoch=epoch)
+    position = position.replace(epoch=epoch + 1, batch=0, train_sums=None)
+    if improved:
+        run.checkpoints.save_best(step, state, position)
+    run.checkpoints.save_latest(step, state, position)
+    return state, position
+
+
+def finish(run: Run, state, position: Position) -> dict:
+    """Evaluates the best checkpoint (or, without one, the current state) on the whole test split; returns
+    {"best_epoch", "best_dev", "test"}."""
+    run.checkpoints.wait()
+    if run.checkpoints.find("best") is not None:
+        state, _ = run.checkpoints.restore("best", state)
+    test_data = data.build(run.config, "test", batch_size=evaluation.eval_batch_size(run.config))
+    _, test_summary = evaluation.evaluate(run.eval_step, state.params, state.constants, state.carry, test_data,
+                                          run.mesh)
+    record = {"epoch": position.best_epoch, "split": "test", "checkpoint": "best", **test_summary}
+    run.writer.write(record, int(state.step))
+    log.info("test (best epoch %s): %s", position.best_epoch, _short(test_summary))
+    return {"best_epoch": position.best_epoch, "best_dev": position.best, "test": test_summary}
+
+
+def train_and_evaluate(config, workdir, *, overwrite: bool = False) -> dict:
+    """Trains config's experiment in workdir (resuming if it has checkpoints); returns the final metrics."""
+    run = prepare(config, workdir, overwrite=overwrite)
+    try:
+        state, position = start_or_resume(run)
+        with StopRequests() as stop:
+            while position.epoch < config.train.epochs:
+                state, sums, rate = train_epoch(run, state, position, stop)
+                state, position = end_epoch(run, state, position, sums, rate)
+                if stop.requested and position.epoch < config.train.epochs:
+                    run.checkpoints.wait()
+                    raise Preempted(f"{stop.name} during the last batch of epoch {position.epoch - 1}: the epoch "
+                                    "was finished and saved; resume with the same command", stop.received)
+        return finish(run, state, position)
     finally:
-        checkpoints.wait()
-        checkpoints.close()
-        writer.close()
-
-
-def _final_test(config, checkpoints, state, eval_step, mesh, writer, position, eval_batch: int) -> dict:
-    """Evaluates the best checkpoint on the test split; returns {"best_epoch", "best_dev", "test"}."""
-    if checkpoints.find("best") is not None:
-        state, _ = checkpoints.restore("best", state)
-    test_data = data.build(config, "test", batch_size=eval_batch)
-    _, test_summary = evaluation.evaluate(eval_step, state.params, state.constants, state.carry, test_data, mesh)
-    record = {"epoch": position["best_epoch"], "split": "test", "checkpoint": "best", **test_summary}
-    writer.write(record, int(state.step))
-    log.info("test (best epoch %s): %s", position["best_epoch"], _short(test_summary))
-    return {"best_epoch": position["best_epoch"], "best_dev": position["best"], "test": test_summary}
+        run.close()
 
 
 def _short(summary: dict) -> str:

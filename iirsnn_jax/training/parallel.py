@@ -1,10 +1,14 @@
 """Data parallelism over every device of a host or a pod: one mesh axis "data".
 
-Parameters and optimizer state are replicated (`P()`), batches are sharded on their batch axis
-(`P("data")`). Each process feeds its own slice of the global batch; `jax.make_array_from_process_local_data`
+Parameters and optimizer state are replicated (`P()`), batches and the per-sample layer states that
+model.preserve_state carries from batch to batch are sharded on their batch axis (`P("data")`); the jitted
+steps pin these shardings (`state_shardings`). Each process feeds its own slice of the global batch; `jax.make_array_from_process_local_data`
 stitches the slices into one global array, so the same jitted step runs on 1 CPU, 8 GPUs or a TPU pod.
 """
 from __future__ import annotations
+
+import collections
+from typing import Iterable, Iterator
 
 import jax
 import numpy as np
@@ -41,7 +45,32 @@ def replicate(tree, mesh: Mesh):
     return jax.device_put(tree, replicated(mesh))
 
 
+def state_shardings(state, mesh: Mesh):
+    """Shardings of a TrainState: everything replicated but the carried layer states, split by sample."""
+    shardings = jax.tree.map(lambda _: replicated(mesh), state)
+    if state.carry is not None:
+        shardings = shardings._replace(carry=jax.tree.map(lambda _: batch_sharded(mesh), state.carry))
+    return shardings
+
+
+def place_state(state, mesh: Mesh):
+    """Puts a TrainState (host or device arrays) on the mesh with `state_shardings`."""
+    return jax.device_put(state, state_shardings(state, mesh))
+
+
 def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
     """Per-process numpy batch {name: [b_local, ...]} -> global jax arrays sharded on the batch axis."""
     sharding = batch_sharded(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
+
+
+def prefetch_to_devices(batches: Iterable[dict], mesh: Mesh, depth: int = 2) -> Iterator[dict]:
+    """Yields the batches of `batches` as global arrays, `depth` of them already sharded and on their way
+    to the devices while the current step runs (transfers are asynchronous)."""
+    queue: collections.deque = collections.deque()
+    for batch in batches:
+        queue.append(shard_batch(batch, mesh))
+        if len(queue) > depth:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()

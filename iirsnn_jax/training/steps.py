@@ -1,8 +1,11 @@
 """The training state and the jitted train and eval steps (pure functions of state and batch).
 
 A batch is {"input": [B, T, *S], "label": [B] int, "mask": [B] float (1 = real sample, 0 = padding), and for
-the associative memory "filtered_target": [B, T, N]}. Padding lets every batch, also the last partial one of
-an evaluation, keep one shape (one compilation) while no sample is dropped: every sum is weighted by mask.
+the associative memory "filtered_target": [B, T, N]}. Given an `input_fn` (data.make_input_fn), "input" is the
+pipeline's compact array instead and the step makes the network input from the batch on the device first
+(copy over T, Poisson spikes, augmentation, unpacking; the batch then also holds "split", "epoch", "index").
+Padding lets every batch, also the last partial one of an evaluation, keep one shape (one compilation) while
+no sample is dropped: every sum is weighted by mask.
 Steps return sums over the batch ("loss_sum", "correct", "count", "spikes/<layer>"; the train step adds
 "nonfinite_gradients", 1 when a gradient is NaN or infinite), so that the loop can add them up exactly over
 an epoch, across devices and processes.
@@ -18,6 +21,7 @@ from flax import nnx
 
 from iirsnn_jax import losses
 from iirsnn_jax.models import SpikingNetwork
+from iirsnn_jax.training.compiler import compiler_options  # noqa: F401 (callers use steps.compiler_options)
 
 
 class TrainState(NamedTuple):
@@ -40,22 +44,6 @@ def create_train_state(model: SpikingNetwork, optimizer: optax.GradientTransform
     graphdef, params, constants = nnx.split(model, nnx.Param, ...)
     carry = model.initial_state(batch_size) if model.preserve_state else None
     return graphdef, TrainState(jnp.zeros((), jnp.int32), params, constants, optimizer.init(params), carry)
-
-
-def compiler_options() -> dict:
-    """XLA options for the steps' jit, on CPU (bench/experiments/README.md):
-
-    - YNNPACK fusions (the default in jax 0.10) run this network's kernel-gradient convolutions and its
-      reductions over [T*B] 2-3x slower than XLA's own kernels: off, a conv network's step is ~1.4x faster.
-    - The default (concurrency-optimised) scheduler places the copies of every scan's zero-filled output
-      buffer near the top of the program, so they all live through most of the step; the memory-optimised
-      scheduler makes them when they are needed: N-MNIST batch 48 peaks at 5.1 instead of 7.4 GB and runs 1.15-1.3x faster (fewer page
-      faults).
-    """
-    if jax.default_backend() == "cpu":
-        return {"xla_cpu_experimental_ynn_fusion_type": "",
-                "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
-    return {}
 
 
 def _per_sample(out, batch, loss: str):
@@ -88,13 +76,18 @@ def _keep_padded_rows(new, old, mask):
     return jax.tree.map(pick, new, old)
 
 
+def _network_input(batch: dict, input_fn: Callable | None):
+    return batch["input"] if input_fn is None else input_fn(batch)
+
+
 def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str, seed: int,
-                    microbatches: int = 1) -> Callable:
+                    microbatches: int = 1, input_fn: Callable | None = None) -> Callable:
     """train_step(state, batch) -> (state, sums). Dropout keys: fold_in(PRNGKey(seed), step).
 
     microbatches > 1 accumulates the gradient over that many slices of the batch (samples i, i + M, ...,
     so that every device keeps its own samples), one after the other: the same update on the same batch,
-    with the activation memory of a slice. Dropout draws per slice (fold_in(key, slice)).
+    with the activation memory of a slice. Dropout draws per slice (fold_in(key, slice)); input_fn runs per
+    slice (its draws are per sample, so slicing does not change them).
     """
     base_key = jax.random.PRNGKey(seed)
 
@@ -105,7 +98,7 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str
         def gradients(part: dict, carry, part_key):
             def loss_fn(params):
                 model = nnx.merge(graphdef, params, state.constants)
-                out = model(part["input"], state=carry, key=part_key, keep_layer_spikes=False)
+                out = model(_network_input(part, input_fn), state=carry, key=part_key, keep_layer_spikes=False)
                 per_loss, correct = _per_sample(out, part, loss)
                 return jnp.sum(per_loss * part["mask"].astype(jnp.float32)) / count, (out, per_loss, correct)
 
@@ -141,11 +134,12 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str
     return train_step
 
 
-def make_eval_step(graphdef, loss: str) -> Callable:
+def make_eval_step(graphdef, loss: str, input_fn: Callable | None = None) -> Callable:
     """eval_step(params, constants, carry, batch) -> (carry, sums), dropout off."""
 
     def eval_step(params, constants, carry, batch: dict):
-        out = nnx.merge(graphdef, params, constants)(batch["input"], state=carry, keep_layer_spikes=False)
+        out = nnx.merge(graphdef, params, constants)(_network_input(batch, input_fn), state=carry,
+                                                     keep_layer_spikes=False)
         per_loss, correct = _per_sample(out, batch, loss)
         new_carry = None if carry is None else _keep_padded_rows(out.state, carry, batch["mask"])
         return new_carry, _batch_sums(out, batch, per_loss, correct)

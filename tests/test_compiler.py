@@ -1,0 +1,32 @@
+"""training/compiler.py: the XLA options survive a jaxlib that does not know one of them."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from iirsnn_jax.training import compiler, steps
+
+UNKNOWN = {"xla_cpu_option_that_no_jaxlib_has": "1"}
+
+
+def test_an_unknown_option_is_dropped_with_a_warning_and_the_step_compiles():
+    known = dict(compiler.CPU_OPTIONS) if jax.default_backend() == "cpu" else {}
+    with pytest.warns(RuntimeWarning, match="xla_cpu_option_that_no_jaxlib_has.*compiling without it"):
+        options = compiler.compiler_options({**known, **UNKNOWN})
+    assert options == known
+    f = jax.jit(lambda x: 2 * x + 1, compiler_options=options)
+    np.testing.assert_array_equal(f(jnp.arange(3.0)), [1.0, 3.0, 5.0])
+    # the unfiltered options really do fail to compile, so the probe is what saves the run
+    with pytest.raises(Exception, match="xla_cpu_option_that_no_jaxlib_has"):
+        jax.jit(lambda x: x + 1, compiler_options=UNKNOWN)(jnp.ones(2))
+
+
+def test_a_bad_value_is_dropped_too():
+    with pytest.warns(RuntimeWarning, match="xla_cpu_scheduler_type"):
+        assert compiler.compiler_options({"xla_cpu_scheduler_type": "NO_SUCH_SCHEDULER"}) == {}
+
+
+def test_the_defaults_are_kept_on_cpu_and_steps_reexports_them():
+    assert steps.compiler_options is compiler.compiler_options
+    expected = compiler.CPU_OPTIONS if jax.default_backend() == "cpu" else {}
+    assert compiler.compiler_options() == expected
