@@ -3,6 +3,7 @@
 Table of contents:
   surrogate   spike function with surrogate gradients (`spike`, `SURROGATES`)
   filters     pure IIR filters over a sequence (dual-exponential, first-order, output filter)
+  recurrence  the filters' linear-recurrence solver (sequential or associative scan, one backward)
   neurons     pure threshold-and-decaying-reset neuron over a sequence
   layers      Flax NNX layers holding parameters
   architecture, models   networks built from the layer string of a config
@@ -11,6 +12,10 @@ Table of contents:
   reference   load reference PyTorch state_dicts; `python -m iirsnn_jax.reference check FILE.npz`
   config      the config schema and defaults (`default_config`), a run's saved config (`read_run_config`)
   experiments the reference experiments by name; load configs/<experiment>.py
+  validation  checks of a config's values before anything runs
+  errors, cli the project's user errors, and what every command shares (one-line errors, --traceback)
+  hugepages   transparent huge pages for XLA's buffers (train.py and the benchmark)
+  data, training, plots, nir   input pipelines; the loop; pictures; NIR export and import
 """
 from iirsnn_jax.filters import (DualExpState, LowPassState, OutputFilterState, dual_exp_iir,
                                 dual_exp_output_filter, first_order_low_pass)
