@@ -134,7 +134,7 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
 
     from iirsnn_jax import models
     from iirsnn_jax.training import optimizer as optimizer_lib
-    from iirsnn_jax.training import steps as steps_lib
+    from iirsnn_jax.training import compiler, steps as steps_lib
 
     device = jax.devices()[0]
     model = models.build_model(config.model, seed=config.seed)
@@ -146,7 +146,7 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
     del model
     train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed,
                                                    config.train.microbatches),
-                         donate_argnums=0, compiler_options=steps_lib.compiler_options())
+                         donate_argnums=0, compiler_options=compiler.compiler_options())
     batch_arrays = jax.device_put(synthetic_batch(config, batch, length, output_features, seed))
 
     start = time.perf_counter()

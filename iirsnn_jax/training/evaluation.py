@@ -9,7 +9,7 @@ from typing import Callable, NamedTuple
 
 import jax
 
-from iirsnn_jax.training import accumulate, metrics, parallel, steps
+from iirsnn_jax.training import accumulate, compiler, metrics, parallel, steps
 
 
 def eval_batch_size(config) -> int:
@@ -33,7 +33,7 @@ def make_jitted_eval_step(graphdef, loss: str, mesh=None, input_fn=None) -> Eval
     data.make_input_fn(config), which makes the network input from the pipeline's batch on the device."""
     plain = steps.make_eval_step(graphdef, loss, input_fn)
     step = accumulate.accumulating_eval_step(plain)
-    options = dict(donate_argnums=3, compiler_options=steps.compiler_options())
+    options = dict(donate_argnums=3, compiler_options=compiler.compiler_options())
     if mesh is not None:
         rep, split = parallel.replicated(mesh), parallel.batch_sharded(mesh)
         options.update(in_shardings=(rep, rep, split, rep, split), out_shardings=(split, rep))

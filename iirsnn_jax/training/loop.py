@@ -27,8 +27,8 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from iirsnn_jax import data, models, validation
-from iirsnn_jax.training import (accumulate, checkpoint, evaluation, metrics, optimizer as optimizer_lib, parallel,
-                                 steps)
+from iirsnn_jax.training import (accumulate, checkpoint, compiler, evaluation, metrics, optimizer as optimizer_lib,
+                                 parallel, steps)
 from iirsnn_jax.training.position import Position
 from iirsnn_jax.training.signals import StopRequests
 from iirsnn_jax.training.workdir import Workdir
@@ -106,7 +106,7 @@ def prepare(config, workdir, *, overwrite: bool = False) -> Run:
                                   input_fn)
     train_step = jax.jit(accumulate.accumulating_train_step(plain), in_shardings=(shardings, rep, split),
                          out_shardings=(shardings, rep), donate_argnums=(0, 1),
-                         compiler_options=steps.compiler_options())
+                         compiler_options=compiler.compiler_options())
     run = Run(config, Workdir(workdir), mesh, train_data, dev_data, graphdef,
               optimizer_lib.learning_rate_schedule(config.train, len(train_data)), plain, train_step,
               evaluation.make_jitted_eval_step(graphdef, config.train.loss, mesh, input_fn), state)

@@ -21,7 +21,6 @@ from flax import nnx
 
 from iirsnn_jax import losses
 from iirsnn_jax.models import SpikingNetwork
-from iirsnn_jax.training.compiler import compiler_options  # noqa: F401 (callers use steps.compiler_options)
 
 
 class TrainState(NamedTuple):
