@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iirsnn_jax.training import compiler, steps
+from iirsnn_jax.training import compiler
 
 UNKNOWN = {"xla_cpu_option_that_no_jaxlib_has": "1"}
 
@@ -26,7 +26,6 @@ def test_a_bad_value_is_dropped_too():
         assert compiler.compiler_options({"xla_cpu_scheduler_type": "NO_SUCH_SCHEDULER"}) == {}
 
 
-def test_the_defaults_are_kept_on_cpu_and_steps_reexports_them():
-    assert steps.compiler_options is compiler.compiler_options
+def test_the_defaults_are_kept_on_cpu():
     expected = compiler.CPU_OPTIONS if jax.default_backend() == "cpu" else {}
     assert compiler.compiler_options() == expected
