@@ -119,6 +119,7 @@ def test_eight_device_checkpoint_evaluates_on_one(eight_device_run):
     assert record["accuracy"] == pytest.approx(trained[0]["accuracy"], abs=1 / 270)
 
 
+@pytest.mark.slow  # tests/test_preemption.py runs two processes in the default run (stopped and resumed)
 def test_two_processes_match_one(reference_run, tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))
