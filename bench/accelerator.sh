@@ -30,3 +30,10 @@ for setting in "" "--config.model.remat=scans --config.model.remat_chunk=10" \
   done
 done
 bench --config=configs/snn_conv_1_gesture.py --batch=128 --steps=10 --config.model.dtype=bfloat16
+# The whole run next to its step (issue 13): train.py's own samples/s over the step's. MNIST needs the IDX
+# files: carry an ignored folder (e.g. data/mnist, written by ../shared/data/mnist_idx.sh) with the tree.
+whole() { timeout "${ROW_TIMEOUT:-600}" "$python" bench/whole_run.py --out="$out" "$@" || echo "row failed: $*" >&2; }
+whole --config=configs/digits.py --epochs=6 --pairs=2 --steps=50
+if [ -d "${MNIST:-data/mnist}" ]; then
+  whole --config=configs/snn_mlp_1.py --epochs=3 --steps=20 --config_overrides=--config.data.root="${MNIST:-data/mnist}"
+fi
