@@ -23,6 +23,8 @@ class _QuietLibraries:
     """Drops the INFO chatter of Orbax and JAX's runtime; warnings and errors still show."""
 
     def filter(self, record):
+        if "Given directory is read only" in str(record.msg):  # Orbax on every read-only restore (eval, plots)
+            return False
         return record.levelno >= 30 or not any(part in record.pathname for part in ("/orbax/", "/jax/", "/jaxlib/"))
 
 
