@@ -66,11 +66,7 @@ def main(argv):
     if FLAGS.reference_state_dict:
         label = {"epoch": None, "checkpoint": f"reference:{FLAGS.reference_state_dict}"}
     else:
-        runs = checkpoint.RunCheckpoints(FLAGS.workdir, read_only=True, asynchronous=False)
-        try:
-            state, position = runs.restore(FLAGS.checkpoint, state)
-        finally:
-            runs.close()
+        state, position = checkpoint.restore_read_only(FLAGS.workdir, FLAGS.checkpoint, state)
         label = {**_epoch_label(position), "step": int(state.step), "checkpoint": FLAGS.checkpoint}
     pipeline = data.build(config, FLAGS.split, batch_size=evaluation.eval_batch_size(config), shuffle=False,
                           drop_remainder=False)

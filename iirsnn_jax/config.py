@@ -89,6 +89,11 @@ def default_config() -> ml_collections.ConfigDict:
     train.epochs = 100
     train.eval_batch_size = 0  # batch size for dev/test; 0 = train.batch_size
     train.checkpoint_every_steps = 0  # also checkpoint every N steps (0: only at the end of each epoch)
+    # An epoch's end saves the latest checkpoint only when the last save is at least this many seconds old
+    # (0: every epoch); the last epoch, a stop request and checkpoint_every_steps always save. Tiny epochs
+    # (the digits quick start: 0.1 s) would otherwise spend more time saving than training; a new best is held
+    # on the device and saved, before the latest, with the next save.
+    train.checkpoint_min_interval_s = 10.0
     # Dev metric that picks the best checkpoint: auto (accuracy for classifiers, as the reference; loss for mse)
     # | accuracy | loss (steadier when dev is small: it moves with every sample, not in steps of 1/n).
     train.best_metric = "auto"

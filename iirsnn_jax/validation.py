@@ -59,6 +59,7 @@ def check_config(config) -> None:
                 "data.prefetch", "data.num_workers"):
         _at_least(config, key, 0)
     _at_least(config, "data.dev_size", -1)
+    _at_least(config, "train.checkpoint_min_interval_s", 0, integer=False)
     for key in ("train.learning_rate", "train.gamma", "model.tau_m", "model.tau_s", "model.output_tau_m",
                 "model.output_tau_s", "model.surrogate_width", "model.threshold"):
         _positive(config, key)

@@ -180,6 +180,19 @@ def test_conv_network_pooling_spikes_round_trips_exactly(tmp_path):
         np.testing.assert_array_equal(out.layer_spikes[name], _ours(run[f"{name}_spike"]))
 
 
+def test_the_spike_pooling_nmnist_config_exports_exactly(tmp_path):
+    """configs/snn_conv_1_nmnist_spike_pool.py, the deployable variant of the conv network: every layer
+    identical after the round trip (random weights scaled so that the deep layers fire; B=2, T=4)."""
+    model = models.build_model(experiments.load_config("snn_conv_1_nmnist_spike_pool").model, seed=1)
+    x = jax.random.uniform(jax.random.key(2), (2, 4, *model.input_shape)) * 3
+    graph = _round_trip(to_nir(model), tmp_path)
+    assert {type(n).__name__ for n in graph.nodes.values()} <= PRIMITIVES
+    assert "approximations" not in graph.metadata
+    ours, theirs = compare.jitted_forward(model)(x), compare.jitted_forward(from_nir(graph))(x)
+    assert list(ours.layer_spikes) == list(theirs.layer_spikes)
+    for name in ours.layer_spikes:
+        np.testing.assert_array_equal(ours.layer_spikes[name], theirs.layer_spikes[name], err_msg=name)
+
 def test_complex_poles_membrane_filter_and_no_bias_round_trip_exactly(tmp_path):
     model = _small("F N(16) L N(5)", (11,), train_bias=False, membrane_filter=True, threshold=0.8, reset_v=0.7)
     a1, a2 = np.asarray(model.axon1.alpha_1[...]), np.asarray(model.axon1.alpha_2[...])

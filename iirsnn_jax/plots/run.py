@@ -77,16 +77,12 @@ def load_run(workdir: str | epath.PathLike, which: str = "best") -> TrainedRun:
     workdir = epath.Path(workdir)
     config = config_lib.read_run_config(workdir)
     model = models.build_model(config.model, seed=int(config.seed))
-    runs = checkpoint.RunCheckpoints(workdir, read_only=True, asynchronous=False)
-    try:
-        if runs.find(which) is None:
-            step = None
-        else:
-            optimizer = optimizer_lib.make_optimizer(config.train, steps_per_epoch=1)  # the state's structure only
-            graphdef, target = steps.create_train_state(model, optimizer, int(config.train.batch_size))
-            state, _ = runs.restore(which, target)
-            model = nnx.merge(graphdef, state.params, state.constants)
-            step = int(state.step)
-    finally:
-        runs.close()
+    optimizer = optimizer_lib.make_optimizer(config.train, steps_per_epoch=1)  # the state's structure only
+    graphdef, target = steps.create_train_state(model, optimizer, int(config.train.batch_size))
+    restored = checkpoint.restore_read_only(workdir, which, target, missing_ok=True)
+    step = None
+    if restored is not None:
+        state, _ = restored
+        model = nnx.merge(graphdef, state.params, state.constants)
+        step = int(state.step)
     return TrainedRun(workdir, config, model, step, metrics.read_metrics(workdir))

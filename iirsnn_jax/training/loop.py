@@ -6,7 +6,8 @@
   start_or_resume a fresh state, or the newest intact latest checkpoint and its Position;
   train_epoch     the epoch's steps, from the Position's batch on; metric sums stay on the device and are read
                   every train.sync_every_steps steps, before every save and at the epoch's end;
-  end_epoch       evaluate the whole dev split, write metrics, save the best checkpoint, then the latest;
+  end_epoch       evaluate the whole dev split, write metrics, save the best checkpoint, then the latest (at most
+                  one epoch-end save per train.checkpoint_min_interval_s; a best found between saves is held);
   finish          evaluate the best checkpoint on the whole test split.
 The data order depends only on seed and epoch and dropout keys only on the step, so a resumed run ends where
 an uninterrupted one ends. SIGTERM or Ctrl-C: every process stops at the same step (they agree through the
@@ -121,7 +122,8 @@ def prepare(config, workdir, *, overwrite: bool = False) -> Run:
             run.workdir.write_config(config)
         if jax.process_count() > 1:  # the others open the checkpoints once process 0 has written or deleted
             multihost_utils.sync_global_devices("iirsnn_jax workdir ready")
-        run.checkpoints = checkpoint.RunCheckpoints(run.workdir.path, keep=config.train.keep_checkpoints)
+        run.checkpoints = checkpoint.RunCheckpoints(run.workdir.path, keep=config.train.keep_checkpoints,
+                                                    min_interval_s=config.train.checkpoint_min_interval_s)
         run.writer = metrics.MetricWriter(run.workdir.path)
     except BaseException:
         run.close()
@@ -146,6 +148,8 @@ def _sync_every(run: Run) -> int:
 def _check_finite(run: Run, totals: dict, epoch_start_step: int, epoch: int) -> None:
     if totals["_nonfinite"] > 0:
         step = totals["_first_nonfinite_step"]
+        run.checkpoints.save_held_best()  # a finite state of an earlier epoch
+        run.checkpoints.wait()
         saved = run.checkpoints.find("latest")
         kept = (f"the last good checkpoint (step {saved[1]}) is kept in {run.checkpoints.root}" if saved
                 else "no checkpoint was saved yet")
@@ -163,7 +167,8 @@ def _zero_totals(run: Run, state, batch, start: dict | None):
 
 def train_epoch(run: Run, state, position: Position, stop: StopRequests):
     """Trains epoch position.epoch from batch position.batch to its end: (state, metric sums of the epoch,
-    samples/s). Saves and raises Preempted when a stop is agreed before the last batch."""
+    samples/s, whether every process agreed to stop in the last batch). Saves and raises Preempted when a stop
+    is agreed before the last batch."""
     epoch, start, config = position.epoch, position.batch, run.config
     steps_per_epoch = run.steps_per_epoch
     epoch_start_step = epoch * steps_per_epoch
@@ -208,7 +213,8 @@ def train_epoch(run: Run, state, position: Position, stop: StopRequests):
     if totals_host is None:  # the epoch was complete when the run resumed (a checkpoint of an older version)
         totals_host = dict(position.sums or {})
     samples = totals_host.get("count", 0.0) - counted_before  # real samples (not padding) trained here
-    return state, accumulate.metric_sums(totals_host), samples / max(time.perf_counter() - tick, 1e-9)
+    agreed = totals_host.get("_stop", 0.0) > 0 or (single and stop.requested)
+    return state, accumulate.metric_sums(totals_host), samples / max(time.perf_counter() - tick, 1e-9), agreed
 
 
 def _best_metric(config) -> tuple[str, bool]:
@@ -220,12 +226,14 @@ def _best_metric(config) -> tuple[str, bool]:
     return name, name == "accuracy"
 
 
-def end_epoch(run: Run, state, position: Position, train_sums: dict, samples_per_s: float):
+def end_epoch(run: Run, state, position: Position, train_sums: dict, samples_per_s: float, force_save: bool):
     """Dev evaluation, metrics, and the epoch's checkpoints: (state, Position of the next epoch's start).
 
     The best checkpoint is saved before the latest one, so a crash between the two never leaves a latest
     checkpoint whose best epoch the best/ folder has not received (a resumed run redoes the epoch and finds
-    the best step already saved)."""
+    the best step already saved). The latest is saved when `force_save` (the last epoch, a stop request) or
+    when the last save is train.checkpoint_min_interval_s old; a crash before then redoes the epochs since,
+    which compute the same states and records."""
     step, epoch = int(state.step), position.epoch
     train_summary = metrics.summarize(train_sums)
     train_summary["samples_per_s"] = samples_per_s
@@ -242,9 +250,7 @@ def end_epoch(run: Run, state, position: Position, train_sums: dict, samples_per
     if improved:
         position = position.replace(best=value, best_epoch=epoch)
     position = position.replace(epoch=epoch + 1, batch=0, train_sums=None)
-    if improved:
-        run.checkpoints.save_best(step, state, position)
-    run.checkpoints.save_latest(step, state, position)
+    run.checkpoints.save_epoch_end(step, state, position, improved=improved, force=force_save)
     return state, position
 
 
@@ -270,12 +276,14 @@ def train_and_evaluate(config, workdir, *, overwrite: bool = False) -> dict:
         state, position = start_or_resume(run)
         with StopRequests() as stop:
             while position.epoch < config.train.epochs:
-                state, sums, rate = train_epoch(run, state, position, stop)
-                state, position = end_epoch(run, state, position, sums, rate)
-                if stop.requested and position.epoch < config.train.epochs:
+                state, sums, rate, stopping = train_epoch(run, state, position, stop)
+                last = position.epoch + 1 >= config.train.epochs
+                state, position = end_epoch(run, state, position, sums, rate, force_save=last or stopping)
+                if stopping and not last:
                     run.checkpoints.wait()
-                    raise Preempted(f"{stop.name} during the last batch of epoch {position.epoch - 1}: the epoch "
-                                    "was finished and saved; resume with the same command", stop.received)
+                    raise Preempted(f"{stop.name or 'a stop request of another process'} during the last batch of "
+                                    f"epoch {position.epoch - 1}: the epoch was finished and saved; resume with the "
+                                    "same command", stop.received or signal.SIGTERM)
         return finish(run, state, position)
     finally:
         run.close()

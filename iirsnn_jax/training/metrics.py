@@ -96,8 +96,7 @@ class MetricWriter:
         if self.enabled:
             self._tensorboard = self._guarded(lambda: _TensorBoard(epath.Path(workdir) / "tensorboard"))
             # A crash mid-write can leave the last line without its newline: start the next record on a new line.
-            self._fresh_line = self.path.exists() and not self.path.read_bytes().endswith(b"\n") \
-                and self.path.stat().length > 0
+            self._fresh_line = _ends_mid_line(self.path)
 
     def write(self, record: dict, step: int) -> None:
         """record: {"epoch", "split", "loss", ...}; numbers become TensorBoard scalars "<split>/<name>"."""
@@ -138,6 +137,18 @@ class MetricWriter:
             if board is not None:
                 board.discard()
             return None
+
+
+def _ends_mid_line(path: epath.Path) -> bool:
+    """Whether a file exists and its last byte is not a newline (read alone: the file grows all run long)."""
+    if not path.exists():
+        return False
+    size = path.stat().length
+    if size == 0:
+        return False
+    with path.open("rb") as f:
+        f.seek(size - 1)
+        return f.read(1) != b"\n"
 
 
 def read_metrics(workdir) -> list[dict]:

@@ -31,8 +31,8 @@ log = logging.getLogger("iirsnn_jax.training")
 
 # Fields that steer a run without changing what it computes: they may differ when a run is continued.
 RUN_CONTROL_FIELDS = frozenset({
-    "train.epochs", "train.progress_bar", "train.checkpoint_every_steps", "train.keep_checkpoints",
-    "train.eval_batch_size", "train.sync_every_steps", "data.root", "data.cache", "data.cache_dir",
+    "train.epochs", "train.progress_bar", "train.checkpoint_every_steps", "train.checkpoint_min_interval_s",
+    "train.keep_checkpoints", "train.eval_batch_size", "train.sync_every_steps", "data.root", "data.cache", "data.cache_dir",
     "data.num_workers", "data.prefetch", "data.skip_corrupt",
 })
 RUN_FILES = ("config.json", "metrics.jsonl", "tensorboard", "checkpoints")
