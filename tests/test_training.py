@@ -222,3 +222,22 @@ def test_preserved_state_experiment_trains(tmp_path):
     state, _ = runs.restore("latest", target)
     runs.close()
     assert any(float(np.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(state.carry))
+
+
+def test_device_prefetch_starts_at_once_then_keeps_two_batches_ahead():
+    """The first batch is handed over as soon as it is on the device (an epoch does not wait for three),
+    then `depth` batches are on their way while each step runs; every batch arrives, in order."""
+    from iirsnn_jax.training import parallel
+
+    pulled = []
+
+    def source():
+        for i in range(6):
+            pulled.append(i)
+            yield {"x": np.full((2, 3), i, np.float32)}
+
+    ahead = []
+    for i, batch in enumerate(parallel.prefetch_to_devices(source(), parallel.make_mesh(), depth=2)):
+        np.testing.assert_array_equal(np.asarray(batch["x"]), np.full((2, 3), i))
+        ahead.append(len(pulled) - 1 - i)
+    assert ahead == [0, 1, 2, 2, 1, 0]
