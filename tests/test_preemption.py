@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -213,3 +214,45 @@ def test_the_quick_start_killed_again_and_again_ends_like_an_uninterrupted_run(t
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(kills) >= 3, f"the run must have been interrupted several times, got {kills}"
     assert_same_run(tmp_path / "killed", tmp_path / "straight", experiments.load_config("digits"))
+
+
+def test_a_lock_left_by_a_vanished_machine_is_taken_over_once_its_heartbeat_is_stale(tmp_path, caplog):
+    """A preempted cloud VM cannot release run.lock, and its replacement has another host name: the lock's
+    heartbeat decides. Fresh: refused, naming the holder and the heartbeat's age. Stale: taken over."""
+    from iirsnn_jax.errors import WorkdirError
+    from iirsnn_jax.training import workdir as workdir_lib
+
+    def lock_of_another_host(age_s):
+        beat = time.time() - age_s
+        (tmp_path / "run.lock").write_text(json.dumps({"pid": 1, "host": "vanished-vm", "started": beat - 60,
+                                                       "heartbeat": beat}))
+
+    lock_of_another_host(30)
+    with pytest.raises(WorkdirError, match=r"process 1 on host vanished-vm.*last heartbeat 3\d s ago"):
+        workdir_lib.Workdir(tmp_path).lock()
+    lock_of_another_host(workdir_lib.STALE_AFTER_S + 5)
+    workdir = workdir_lib.Workdir(tmp_path)
+    with caplog.at_level("WARNING"):
+        workdir.lock()
+    assert "stale lock" in caplog.text and "vanished-vm" in caplog.text
+    assert json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
+    workdir.unlock()
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_a_live_run_keeps_its_lock_fresh(tmp_path, monkeypatch):
+    from iirsnn_jax.training import workdir as workdir_lib
+
+    workdir = workdir_lib.Workdir(tmp_path)
+    workdir.lock()
+    first = json.loads((tmp_path / "run.lock").read_text())
+    workdir.heartbeat()  # less than HEARTBEAT_EVERY_S later: nothing written
+    assert json.loads((tmp_path / "run.lock").read_text()) == first
+    monkeypatch.setattr(workdir_lib, "HEARTBEAT_EVERY_S", 0.0)
+    time.sleep(0.01)
+    workdir.heartbeat()
+    second = json.loads((tmp_path / "run.lock").read_text())
+    assert second["heartbeat"] > first["heartbeat"]
+    assert {k: v for k, v in second.items() if k != "heartbeat"} == {k: v for k, v in first.items() if k != "heartbeat"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.lock"]  # no staging file left behind
+    workdir.unlock()

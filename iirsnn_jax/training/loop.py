@@ -195,6 +195,7 @@ def train_epoch(run: Run, state, position: Position, stop: StopRequests):
         if not (last or saving or step % sync_every == 0 or (single and stop.requested)):
             continue  # the device runs ahead; the host reads the sums only now and then
         totals_host = accumulate.to_host(totals)
+        run.workdir.heartbeat()
         _check_finite(run, totals_host, epoch_start_step, epoch)
         running = metrics.summarize(accumulate.metric_sums(totals_host))
         bar.set_postfix(loss=f"{running['loss']:.4g}", acc=f"{running.get('accuracy', float('nan')):.4f}",
@@ -242,6 +243,7 @@ def end_epoch(run: Run, state, position: Position, train_sums: dict, samples_per
     carry, dev_summary = evaluation.evaluate(run.eval_step, state.params, state.constants, state.carry,
                                              run.dev_data, run.mesh)
     state = state._replace(carry=carry)
+    run.workdir.heartbeat()
     run.writer.write({"epoch": epoch, "split": "dev", **dev_summary}, step)
     log.info("epoch %d: train %s, dev %s", epoch, _short(train_summary), _short(dev_summary))
     name, higher = _best_metric(run.config)

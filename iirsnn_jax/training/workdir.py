@@ -4,7 +4,10 @@
   <workdir>/metrics.jsonl    one JSON record per line (metrics.py)
   <workdir>/tensorboard/     TensorBoard events
   <workdir>/checkpoints/     Orbax checkpoints (checkpoint.py)
-  <workdir>/run.lock         present while a train.py run uses the workdir: {"pid", "host", "started"}
+  <workdir>/run.lock         present while a train.py run uses the workdir: {"pid", "host", "started",
+                             "heartbeat"}; the run refreshes "heartbeat" every minute or so, so that a
+                             lock left by a machine that vanished (a preempted cloud VM, SIGKILL on another
+                             host) goes stale after STALE_AFTER_S and a restart elsewhere takes it over
 
 Paths are `etils.epath` paths, so a workdir may be a local folder or a bucket URL (gs://bucket/run, as on
 cloud TPU VMs; epath reads gs:// through gcsfs). The two operations epath lacks, an exclusive create
@@ -28,6 +31,8 @@ from iirsnn_jax import config as config_lib
 from iirsnn_jax.errors import WorkdirError
 
 log = logging.getLogger("iirsnn_jax.training")
+HEARTBEAT_EVERY_S = 60.0
+STALE_AFTER_S = 600.0  # ten missed heartbeats: a lock of another host older than this is stale
 
 # Fields that steer a run without changing what it computes: they may differ when a run is continued.
 RUN_CONTROL_FIELDS = frozenset({
@@ -105,17 +110,22 @@ class Workdir:
         """Takes the workdir for this process by creating run.lock exclusively (also in a bucket); refuses when
         a live run holds it (a lock left by a dead process on this host is taken over, with a warning)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3)}
+        now = round(time.time(), 3)
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": now, "heartbeat": now}
         for _ in range(2):
             if self._create_lock(mine):
-                self._locked = True
+                self._locked, self._lock_record, self._last_beat = True, mine, time.monotonic()
                 return
             holder = self._read_lock()
             if holder is not None and not self._is_stale(holder):
+                beat = holder.get("heartbeat")
+                beat = f", last heartbeat {max(time.time() - beat, 0):.0f} s ago" if isinstance(beat, (int, float)) else ""
                 raise WorkdirError(
                     f"{self.path} is in use by another run (process {holder.get('pid')} on host "
-                    f"{holder.get('host')}, started {time.ctime(holder.get('started', 0))}); wait for it to end, "
-                    f"or use another --workdir. If that process is gone, delete {self.lock_path}")
+                    f"{holder.get('host')}, started {time.ctime(holder.get('started', 0))}{beat}); wait for it to "
+                    f"end, or use another --workdir. A lock "
+                    f"of another host is taken over once its heartbeat is {STALE_AFTER_S:.0f} s old; if that "
+                    f"process is gone, deleting {self.lock_path} lets this run start at once")
             log.warning("taking over the stale lock %s of %s", self.lock_path, holder)
             self.lock_path.unlink(missing_ok=True)
         raise WorkdirError(f"could not take the lock {self.lock_path}")
@@ -137,13 +147,31 @@ class Workdir:
         except (ValueError, OSError):
             return {}  # unreadable: treated as stale below only on this host's terms
 
+    def heartbeat(self) -> None:
+        """Refreshes run.lock's heartbeat when the last one is HEARTBEAT_EVERY_S old (cheap to call often).
+        The new content replaces the file whole (a rename, or one object upload), so a reader never sees
+        half of it."""
+        if not self._locked or time.monotonic() - self._last_beat < HEARTBEAT_EVERY_S:
+            return
+        self._last_beat = time.monotonic()
+        self._lock_record = {**self._lock_record, "heartbeat": round(time.time(), 3)}
+        text = json.dumps(self._lock_record) + "\n"
+        if is_url(self.lock_path):
+            self.lock_path.write_text(text)
+            return
+        staging = self.lock_path.with_name(f"{self.lock_path.name}.{os.getpid()}")
+        staging.write_text(text)
+        os.replace(staging, self.lock_path)
+
     @staticmethod
     def _is_stale(holder: dict) -> bool:
-        """A lock of a process on this host that no longer runs (or an unreadable lock)."""
+        """A lock of a process on this host that no longer runs, a lock of another host whose heartbeat is
+        STALE_AFTER_S old, or an unreadable lock."""
         if not holder:
             return True
-        if holder.get("host") != socket.gethostname():
-            return False  # another machine's process: we cannot tell, so it counts as live
+        if holder.get("host") != socket.gethostname():  # we cannot see the process: trust its heartbeat
+            beat = holder.get("heartbeat")  # absent in locks of older versions: those count as live
+            return isinstance(beat, (int, float)) and time.time() - beat > STALE_AFTER_S
         try:
             os.kill(int(holder["pid"]), 0)
         except ProcessLookupError:
