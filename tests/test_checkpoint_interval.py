@@ -81,15 +81,9 @@ def every_epoch(tmp_path_factory):
     return workdir
 
 
-def last_per_epoch(workdir):
-    return {(r["epoch"], r["split"]): r for r in helpers.records(workdir)}
-
-
 def best_params(workdir):
-    runs = checkpoint.RunCheckpoints(workdir, read_only=True)
     _, target = helpers.fresh_state(config(0))
-    state, position = runs.restore("best", target)
-    runs.close()
+    state, position = checkpoint.restore_read_only(workdir, "best", target)
     return helpers.flat(state.params), position.best_epoch
 
 
@@ -98,7 +92,7 @@ def test_rare_saves_end_like_saves_every_epoch(every_epoch, tmp_path):
     runs = checkpoint.RunCheckpoints(tmp_path, read_only=True)
     assert runs.steps()["latest"] == [STEPS_PER_EPOCH, 4 * STEPS_PER_EPOCH]  # the first and the last epoch
     runs.close()
-    assert last_per_epoch(tmp_path) == last_per_epoch(every_epoch)
+    assert helpers.last_per_epoch(tmp_path) == helpers.last_per_epoch(every_epoch)
     ours, our_best = best_params(tmp_path)
     theirs, their_best = best_params(every_epoch)
     assert our_best == their_best == result["best_epoch"]
@@ -112,7 +106,7 @@ def test_a_crash_between_rare_saves_redoes_the_epochs_since_and_ends_the_same(ev
     _, step, position = helpers.latest_params(tmp_path)
     assert (step, position.epoch) == (STEPS_PER_EPOCH, 1)  # only epoch 0 was saved
     loop.train_and_evaluate(config(1e6), tmp_path)
-    assert last_per_epoch(tmp_path) == last_per_epoch(every_epoch)
+    assert helpers.last_per_epoch(tmp_path) == helpers.last_per_epoch(every_epoch)
     ours, _ = best_params(tmp_path)
     theirs, _ = best_params(every_epoch)
     for key in theirs:

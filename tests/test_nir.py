@@ -193,6 +193,7 @@ def test_the_spike_pooling_nmnist_config_exports_exactly(tmp_path):
     for name in ours.layer_spikes:
         np.testing.assert_array_equal(ours.layer_spikes[name], theirs.layer_spikes[name], err_msg=name)
 
+
 def test_complex_poles_membrane_filter_and_no_bias_round_trip_exactly(tmp_path):
     model = _small("F N(16) L N(5)", (11,), train_bias=False, membrane_filter=True, threshold=0.8, reset_v=0.7)
     a1, a2 = np.asarray(model.axon1.alpha_1[...]), np.asarray(model.axon1.alpha_2[...])

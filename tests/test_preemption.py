@@ -31,13 +31,8 @@ def uninterrupted(tmp_path_factory):
     return workdir
 
 
-def last_per_epoch(workdir):
-    """The last record of every (epoch, split): a run that redid an epoch after a crash wrote it twice."""
-    return {(r["epoch"], r["split"]): r for r in helpers.records(workdir)}
-
-
 def assert_same_run(workdir, reference, config=None):
-    assert last_per_epoch(workdir) == last_per_epoch(reference)
+    assert helpers.last_per_epoch(workdir) == helpers.last_per_epoch(reference)
     ours, _, _ = helpers.latest_params(workdir, config)
     theirs, _, _ = helpers.latest_params(reference, config)
     for key in theirs:

@@ -40,6 +40,11 @@ def records(workdir, drop=("time", "samples_per_s")):
     return [{k: v for k, v in r.items() if k not in drop} for r in metrics.read_metrics(workdir)]
 
 
+def last_per_epoch(workdir):
+    """The last record of every (epoch, split): a run that redid an epoch after a crash wrote it twice."""
+    return {(r["epoch"], r["split"]): r for r in records(workdir)}
+
+
 def run(args, devices=1, timeout=600, **env):
     environment = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **env)
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,

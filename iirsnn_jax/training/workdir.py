@@ -37,8 +37,8 @@ STALE_AFTER_S = 600.0  # ten missed heartbeats: a lock of another host older tha
 # Fields that steer a run without changing what it computes: they may differ when a run is continued.
 RUN_CONTROL_FIELDS = frozenset({
     "train.epochs", "train.progress_bar", "train.checkpoint_every_steps", "train.checkpoint_min_interval_s",
-    "train.keep_checkpoints", "train.eval_batch_size", "train.sync_every_steps", "data.root", "data.cache", "data.cache_dir",
-    "data.num_workers", "data.prefetch", "data.skip_corrupt",
+    "train.keep_checkpoints", "train.eval_batch_size", "train.sync_every_steps", "data.root", "data.cache",
+    "data.cache_dir", "data.num_workers", "data.prefetch", "data.skip_corrupt",
 })
 RUN_FILES = ("config.json", "metrics.jsonl", "tensorboard", "checkpoints")
 
@@ -119,13 +119,14 @@ class Workdir:
             holder = self._read_lock()
             if holder is not None and not self._is_stale(holder):
                 beat = holder.get("heartbeat")
-                beat = f", last heartbeat {max(time.time() - beat, 0):.0f} s ago" if isinstance(beat, (int, float)) else ""
+                seen = (f", last heartbeat {max(time.time() - beat, 0):.0f} s ago" if isinstance(beat, (int, float))
+                        else "")
                 raise WorkdirError(
                     f"{self.path} is in use by another run (process {holder.get('pid')} on host "
-                    f"{holder.get('host')}, started {time.ctime(holder.get('started', 0))}{beat}); wait for it to "
-                    f"end, or use another --workdir. A lock "
-                    f"of another host is taken over once its heartbeat is {STALE_AFTER_S:.0f} s old; if that "
-                    f"process is gone, deleting {self.lock_path} lets this run start at once")
+                    f"{holder.get('host')}, started {time.ctime(holder.get('started', 0))}{seen}); wait for it to "
+                    f"end, or use another --workdir. A lock of another host is taken over once its heartbeat is "
+                    f"{STALE_AFTER_S:.0f} s old; if that process is gone, deleting {self.lock_path} lets this run "
+                    f"start at once")
             log.warning("taking over the stale lock %s of %s", self.lock_path, holder)
             self.lock_path.unlink(missing_ok=True)
         raise WorkdirError(f"could not take the lock {self.lock_path}")
