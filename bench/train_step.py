@@ -10,12 +10,17 @@
     python bench/train_step.py --suite --out=bench/results.jsonl              # BASELINE.md's rows + time series
     python bench/train_step.py --suite --nohuge_pages                          # glibc's default pages
     python bench/train_step.py --config=configs/snn_mlp_1.py --config.model.scan=associative
+    python bench/train_step.py --config=configs/snn_mlp_1.py --input=pipeline               # the step as train.py runs it
 
 The step is the one train.py runs: `steps.make_train_step` with `optimizer.make_optimizer`, jitted with
-`donate_argnums=0`. Inputs have the experiment's shape [B, T, *model.input_shape] and the pipeline's dtype:
-analog uniform [0, 1) float32 for "copy" MNIST/digits, Bernoulli events with 2 % density for the event
-encodings (bool for "or", uint8 for "poisson" and the associative-memory patterns, float32 counts for
-"max"/"avg"). Labels are random, the mask is ones, and MSE configs get a random filtered_target [B, T, N].
+`donate_argnums=0`. With --input=network (the default: the model's step, what the reference's step does), inputs
+have the experiment's shape [B, T, *model.input_shape] and the network's dtype: analog uniform [0, 1) float32
+for "copy" MNIST/digits, Bernoulli events with 2 % density for the event encodings (bool for "or", uint8 for
+"poisson" and the associative-memory patterns, float32 counts for "max"/"avg"). With --input=pipeline the
+batch holds what the host pipeline hands over (uint8 pixels, packed event bits, uint16 counts: random, events
+at 2 % density) and the step makes the network input first, augmentation and encoding included, exactly as
+train.py's step does (data.make_input_fn): bench/whole_run.py divides the loop's speed by this one.
+Labels are random, the mask is ones, and MSE configs get a random filtered_target [B, T, N].
 
 Fields: compile_s (trace + lower + XLA compile), step_ms (median over --steps timed steps after --warmup),
 samples_per_s, peak_mem_mb (host peak RSS of this process on CPU, so --suite runs every row in its own
@@ -55,6 +60,9 @@ flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
 flags.DEFINE_bool("suite", False, "run the rows of BASELINE.md and the time-series shape, each in its own process")
 flags.DEFINE_string("out", None, "append the JSON lines to this file")
 flags.DEFINE_integer("seed", 0, "seed of the synthetic batch")
+flags.DEFINE_enum("input", "network", ["network", "pipeline"],
+                  "network: pre-encoded network inputs (the model's step); pipeline: the pipeline's compact arrays, "
+                  "decoded, encoded and augmented inside the step as train.py does")
 flags.DEFINE_bool("huge_pages", True, "run with transparent huge pages for XLA's buffers (iirsnn_jax/hugepages.py); "
                   "--nohuge_pages for glibc's default")
 FLAGS = flags.FLAGS
@@ -72,6 +80,7 @@ SUITE = (
     ("snn_mlp_2", 64, 20, TIME_SERIES),
 )
 EVENT_DENSITY = 0.02
+IMAGE_SHAPE = {"mnist": (28, 28), "digits": (8, 8)}  # what the pipeline hands over; the network may flatten it
 
 
 def synthetic_batch(config, batch: int, length: int, output_features: int, seed: int) -> dict:
@@ -93,6 +102,33 @@ def synthetic_batch(config, batch: int, length: int, output_features: int, seed:
            "mask": np.ones(batch, np.float32)}
     if config.train.loss == "mse":
         out["filtered_target"] = rng.random((batch, length, output_features), dtype=np.float32)
+    return out
+
+
+def synthetic_pipeline_batch(config, batch: int, output_features: int, seed: int) -> dict:
+    """A batch as the host pipeline hands it to train.py's step (data/device_encoding.py lists the forms):
+    uint8 pixels, digits' intensities, packed event bits or uint16 counts, with the rows' split (train), epoch
+    and index that key the step's random draws."""
+    import numpy as np
+
+    from iirsnn_jax.data import device_encoding
+
+    spec = device_encoding.input_spec(config)
+    rng = np.random.default_rng(seed)
+    if spec.name == "mnist":
+        inputs = rng.integers(0, 256, (batch, *IMAGE_SHAPE["mnist"]), dtype=np.uint8)
+    elif spec.name == "digits":
+        inputs = rng.random((batch, *IMAGE_SHAPE["digits"]), dtype=np.float32)
+    elif spec.name in ("nmnist", "gesture") and spec.encoding == "or":
+        events = rng.random((batch, int(np.prod(spec.frame_shape)))) < EVENT_DENSITY
+        inputs = np.packbits(events, axis=-1)
+    elif spec.name in ("nmnist", "gesture"):
+        inputs = (rng.random((batch, *spec.frame_shape)) < EVENT_DENSITY).astype(np.uint16)
+    else:  # patterns and time series: the pipeline hands over the network input itself
+        return synthetic_batch(config, batch, int(config.data.length), output_features, seed)
+    out = synthetic_batch(config, batch, 1, output_features, seed)
+    out.update(input=inputs, split=np.zeros(batch, np.int32), epoch=np.zeros(batch, np.int32),
+               index=np.arange(batch, dtype=np.int32))
     return out
 
 
@@ -128,11 +164,12 @@ def _peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: int = 0) -> dict:
+def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: int = 0,
+              pipeline_input: bool = False) -> dict:
     import jax
     import numpy as np
 
-    from iirsnn_jax import models
+    from iirsnn_jax import data, models
     from iirsnn_jax.training import optimizer as optimizer_lib
     from iirsnn_jax.training import compiler, steps as steps_lib
 
@@ -144,10 +181,13 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
     parameters = models.count_trainable_parameters(model)
     model_scan = model.scan
     del model
+    input_fn = data.make_input_fn(config) if pipeline_input else None
     train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed,
-                                                   config.train.microbatches),
+                                                   config.train.microbatches, input_fn),
                          donate_argnums=0, compiler_options=compiler.compiler_options())
-    batch_arrays = jax.device_put(synthetic_batch(config, batch, length, output_features, seed))
+    host_batch = (synthetic_pipeline_batch(config, batch, output_features, seed) if pipeline_input
+                  else synthetic_batch(config, batch, length, output_features, seed))
+    batch_arrays = jax.device_put(host_batch)
 
     start = time.perf_counter()
     compiled = train_step.lower(state, batch_arrays).compile()
@@ -177,7 +217,7 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
         "device": f"{device.platform}:{device.device_kind}",
         "device_count": jax.device_count(), "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-        "huge_pages": hugepages.active(), "scan": model_scan,
+        "huge_pages": hugepages.active(), "scan": model_scan, "input": "pipeline" if pipeline_input else "network",
     }
 
 
@@ -207,6 +247,9 @@ def _check_flags(config) -> tuple[int, int]:
     """(batch, length), or one line on stderr and exit 2 for a value that cannot be benchmarked."""
     batch = int(config.train.batch_size) if FLAGS.batch is None else FLAGS.batch
     length = int(config.data.length) if FLAGS.length is None else FLAGS.length
+    if FLAGS.input == "pipeline" and length != int(config.data.length):
+        _fail(f"--input=pipeline encodes data.length={int(config.data.length)} steps: give "
+              f"--config.data.length={length} instead of --length={length}")
     for name, value, least in (("--batch", batch, 1), ("--length", length, 1), ("--steps", FLAGS.steps, 1),
                                ("--warmup", FLAGS.warmup, 0)):
         if value < least:
@@ -237,7 +280,7 @@ def main(argv):
     batch, length = _check_flags(config)
     hugepages.ensure(FLAGS.huge_pages)
     try:
-        result = benchmark(config, batch, length, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
+        result = benchmark(config, batch, length, FLAGS.steps, FLAGS.warmup, FLAGS.seed, FLAGS.input == "pipeline")
     except ValueError as error:  # the library's config checks (layers, dtype, scan, ...): one line, no traceback
         _fail(f"bad config: {error}")
     _emit(json.dumps(result), FLAGS.out)

@@ -5,9 +5,12 @@
 
 Each pair runs, one after the other, train.py for --epochs epochs in a temporary workdir (the loop's
 samples/s is the median of the train records of epochs 1.. in metrics.jsonl: epoch 0 includes compilation)
-and bench/train_step.py at the same batch size. The ratio loop/step says how much of the step's speed the
-whole run keeps (input pipeline, metric reads, checkpoints, evaluation excluded: they are not in the train
-records' time). The machines are shared and noisy: quote ratios from one run, with the pairs' spread.
+and bench/train_step.py at the same batch size, twice: with --input=pipeline, the step as train.py jits it
+(the network input made from the pipeline's compact arrays inside the step: decoding, encoding, augmentation),
+and with --input=network, the model's step alone. `ratio` = loop / pipeline step says how much of its step's
+speed the whole run keeps (host pipeline, transfers, metric reads, checkpoints; evaluation is not in the train
+records' time); `ratio_model` = loop / model step also charges the run with its on-device input work. The
+machines are shared and noisy: quote ratios from one run, with the pairs' spread.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def loop_samples_per_s(workdir: Path) -> tuple[float, int]:
 def main(argv):
     if FLAGS.epochs < 2 or FLAGS.pairs < 1 or FLAGS.steps < 1:
         raise UserError(f"--epochs={FLAGS.epochs} must be >= 2, --pairs={FLAGS.pairs} and --steps={FLAGS.steps} >= 1")
-    loops, steps = [], []
+    loops, steps, model_steps = [], [], []
     for _ in range(FLAGS.pairs):
         with tempfile.TemporaryDirectory() as tmp:
             _run(["train.py", f"--config={FLAGS.config}", f"--workdir={tmp}/run",
@@ -62,12 +65,16 @@ def main(argv):
                   *FLAGS.config_overrides])
             rate, batch = loop_samples_per_s(Path(tmp) / "run")
         loops.append(rate)
-        line = _run(["bench/train_step.py", f"--config={FLAGS.config}", f"--batch={batch}", f"--steps={FLAGS.steps}",
-                     *FLAGS.config_overrides])
-        steps.append(json.loads(line.strip().splitlines()[-1])["samples_per_s"])
+        for rates, kind in ((steps, "pipeline"), (model_steps, "network")):
+            line = _run(["bench/train_step.py", f"--config={FLAGS.config}", f"--batch={batch}",
+                         f"--steps={FLAGS.steps}", f"--input={kind}", *FLAGS.config_overrides])
+            rates.append(json.loads(line.strip().splitlines()[-1])["samples_per_s"])
     ratios = [a / b for a, b in zip(loops, steps)]
+    model_ratios = [a / b for a, b in zip(loops, model_steps)]
     record = {"config": FLAGS.config, "batch": batch, "epochs": FLAGS.epochs, "loop_samples_per_s": loops,
-              "step_samples_per_s": steps, "ratio": ratios, "ratio_median": statistics.median(ratios)}
+              "step_samples_per_s": steps, "ratio": ratios, "ratio_median": statistics.median(ratios),
+              "model_step_samples_per_s": model_steps, "ratio_model": model_ratios,
+              "ratio_model_median": statistics.median(model_ratios)}
     print(json.dumps(record))
     if FLAGS.out:
         with open(FLAGS.out, "a") as f:

@@ -31,6 +31,23 @@ def test_train_step_benchmark_prints_one_sane_json_line(tmp_path):
     assert line["scan"] in ("sequential", "associative") and isinstance(line["huge_pages"], bool)
 
 
+@pytest.mark.parametrize("config, flags", [
+    ("digits", []),  # float32 intensities, copy encoding
+    ("snn_mlp_1", []),  # uint8 pixels, augmented on the device, flattened by the network
+    ("snn_mlp_1_poisson_input", ["--config.data.length=3"]),
+    ("snn_conv_1_nmnist", ["--config.data.length=2"]),  # packed event bits
+    ("snn_conv_1_gesture_max", ["--config.data.length=2"]),  # uint16 counts, normalised per frame
+])
+def test_pipeline_input_benchmarks_the_step_as_train_py_runs_it(config, flags):
+    """--input=pipeline: the batch has the host pipeline's form and the step encodes it (data.make_input_fn)."""
+    command = [sys.executable, str(ROOT / "bench" / "train_step.py"), f"--config={ROOT / 'configs' / config}.py",
+               "--input=pipeline", "--steps=1", "--warmup=0", "--batch=2", "--nohuge_pages", *flags]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["input"] == "pipeline" and line["batch"] == 2 and line["step_ms"] > 0
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--batch=0"], "--batch=0: must be at least 1"),
     (["--batch=-4"], "--batch=-4: must be at least 1"),
@@ -39,6 +56,7 @@ def test_train_step_benchmark_prints_one_sane_json_line(tmp_path):
     (["--warmup=-1"], "--warmup=-1: must be at least 0"),
     (["--batch=5", "--config.train.microbatches=2"], "must be at least 1 and divide the batch size 5"),
     (["--config.model.scan=fastest"], "bad config: model.scan must be one of"),
+    (["--input=pipeline", "--length=7"], "give --config.data.length=7 instead of --length=7"),
 ])
 def test_bad_flags_are_one_line_errors(flags, message):
     command = [sys.executable, str(ROOT / "bench" / "train_step.py"), f"--config={ROOT / 'configs' / 'test.py'}",
