@@ -32,7 +32,7 @@ from iirsnn_jax.errors import UserError  # noqa: E402
 flags.DEFINE_string("config", None, "experiment config file (configs/<experiment>.py)")
 flags.DEFINE_integer("epochs", 3, "epochs of each train.py run (>= 2: epoch 0 includes compilation)")
 flags.DEFINE_integer("pairs", 1, "loop/step pairs, run alternately")
-flags.DEFINE_integer("steps", 20, "timed steps of bench/train_step.py")
+flags.DEFINE_integer("steps", 50, "timed steps of each bench/train_step.py run")
 flags.DEFINE_list("config_overrides", [], "extra --config.x=y flags for both, comma-separated")
 flags.DEFINE_string("out", None, "append the JSON line to this file")
 flags.mark_flags_as_required(["config"])

@@ -241,3 +241,29 @@ def test_device_prefetch_starts_at_once_then_keeps_two_batches_ahead():
         np.testing.assert_array_equal(np.asarray(batch["x"]), np.full((2, 3), i))
         ahead.append(len(pulled) - 1 - i)
     assert ahead == [0, 1, 2, 2, 1, 0]
+
+
+def test_packed_rows_arrive_as_they_were_sent():
+    """pack_rows sends a batch's per-row scalars as one int32 array; the jitted step gets every field back with
+    its value and dtype (labels up to 2^31 - 1, padding masks, stop flags), the other arrays untouched, and a
+    batch that was not packed passes through unchanged."""
+    import jax
+    from iirsnn_jax.training import parallel
+
+    rng = np.random.default_rng(0)
+    batch = {"input": rng.integers(0, 256, (4, 3, 2), dtype=np.uint8),
+             "label": np.array([0, 9, 2 ** 31 - 1, 3], np.int32), "mask": np.array([True, True, True, False]),
+             "split": np.full(4, 2, np.int32), "epoch": np.full(4, 70, np.int32),
+             "index": np.array([5, 6, 7, -1], np.int32), "stop": np.array([0.0, 1.0, 1.0, 0.0], np.float32),
+             "filtered_target": rng.random((4, 3, 2), dtype=np.float32)}
+    packed = parallel.pack_rows(batch)
+    assert sorted(packed) == ["filtered_target", "input", "rows:label,mask,split,epoch,index,stop"]
+    mesh = parallel.make_mesh()
+    for sent in (packed, batch):
+        got = jax.jit(parallel.unpack_rows)(parallel.shard_batch(sent, mesh))
+        assert sorted(got) == sorted(batch)
+        for key, value in batch.items():
+            assert np.asarray(got[key]).dtype == value.dtype, key
+            np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
+    eval_batch = {k: v for k, v in batch.items() if k in ("input", "label", "mask")}
+    assert sorted(parallel.pack_rows(eval_batch)) == ["input", "rows:label,mask"]

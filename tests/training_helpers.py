@@ -100,11 +100,11 @@ def at_train_step(step: int, action):
         run = original(*args, **kwargs)
         inner = run.train_step
 
-        def train_step(state, totals, batch):
-            state, totals = inner(state, totals, batch)
-            if int(state.step) == step:
+        def train_step(leaves, totals, batch):  # the loop's jitted step runs on the state's leaves
+            leaves, totals = inner(leaves, totals, batch)
+            if int(run.state_def.unflatten(leaves).step) == step:
                 action()
-            return state, totals
+            return leaves, totals
 
         run.train_step = train_step
         return run

@@ -43,7 +43,8 @@ def make_jitted_eval_step(graphdef, loss: str, mesh=None, input_fn=None) -> Eval
 def evaluate(eval_step: EvalStep, params, constants, carry, pipeline, mesh, epoch: int = 0):
     """(carry, summary) of one pass over `pipeline`; summary as metrics.summarize."""
     totals = None
-    for batch in parallel.prefetch_to_devices((model_inputs(b) for b in pipeline.epoch(epoch)), mesh):
+    host_batches = (parallel.pack_rows(model_inputs(b)) for b in pipeline.epoch(epoch))
+    for batch in parallel.prefetch_to_devices(host_batches, mesh):
         if totals is None:
             shape = accumulate.sums_shape(eval_step.plain, params, constants, carry, batch)
             totals = parallel.replicate(accumulate.zero_totals(shape, bookkeeping=False), mesh)

@@ -63,7 +63,8 @@ class Run:
     graphdef: object
     schedule: object
     plain_train_step: object
-    train_step: object
+    train_step: object  # jitted (state leaves, totals, batch) -> (state leaves, totals); see _on_leaves
+    state_def: object  # the TrainState's treedef: state_def.unflatten(leaves) is the state
     eval_step: evaluation.EvalStep
     fresh_state: object
     checkpoints: checkpoint.RunCheckpoints | None = None
@@ -81,6 +82,16 @@ class Run:
         if self.writer is not None:
             self.writer.close()
         self.workdir.unlock()
+
+
+def _on_leaves(step, state_def):
+    """step(state, totals, batch) as a function of the state's leaves (a list of arrays). Flax variables are
+    pytree nodes flattened in Python at every call: a jitted call on the TrainState took 0.15 ms of host time,
+    on its leaves 0.05 ms, which matters where a step takes a millisecond."""
+    def on_leaves(leaves, totals, batch):
+        state, totals = step(state_def.unflatten(leaves), totals, batch)
+        return jax.tree.leaves(state), totals
+    return on_leaves
 
 
 def prepare(config, workdir, *, overwrite: bool = False) -> Run:
@@ -105,11 +116,13 @@ def prepare(config, workdir, *, overwrite: bool = False) -> Run:
     input_fn = data.make_input_fn(config)  # encoding and augmentation run on the device, inside the steps
     plain = steps.make_train_step(graphdef, optimizer, config.train.loss, config.seed, config.train.microbatches,
                                   input_fn)
-    train_step = jax.jit(accumulate.accumulating_train_step(plain), in_shardings=(shardings, rep, split),
-                         out_shardings=(shardings, rep), donate_argnums=(0, 1),
-                         compiler_options=compiler.compiler_options())
+    state_def = jax.tree.structure(state)
+    leaf_shardings = jax.tree.leaves(shardings)
+    train_step = jax.jit(_on_leaves(accumulate.accumulating_train_step(plain), state_def),
+                         in_shardings=(leaf_shardings, rep, split), out_shardings=(leaf_shardings, rep),
+                         donate_argnums=(0, 1), compiler_options=compiler.compiler_options())
     run = Run(config, Workdir(workdir), mesh, train_data, dev_data, graphdef,
-              optimizer_lib.learning_rate_schedule(config.train, len(train_data)), plain, train_step,
+              optimizer_lib.learning_rate_schedule(config.train, len(train_data)), plain, train_step, state_def,
               evaluation.make_jitted_eval_step(graphdef, config.train.loss, mesh, input_fn), state)
     if jax.process_index() == 0:
         run.workdir.lock()
@@ -159,9 +172,8 @@ def _check_finite(run: Run, totals: dict, epoch_start_step: int, epoch: int) -> 
 
 def _zero_totals(run: Run, state, batch, start: dict | None):
     """Device totals for the train step's sums (their keys found once by tracing the plain step)."""
-    if run.sums_keys is None:
-        plain = {k: v for k, v in batch.items() if k != "stop"}
-        run.sums_keys = tuple(jax.eval_shape(run.plain_train_step, state, plain)[1])
+    if run.sums_keys is None:  # the plain step unpacks the batch's rows and ignores its "stop"
+        run.sums_keys = tuple(jax.eval_shape(run.plain_train_step, state, batch)[1])
     return parallel.replicate(accumulate.zero_totals(dict.fromkeys(run.sums_keys), start), run.mesh)
 
 
@@ -179,15 +191,16 @@ def train_epoch(run: Run, state, position: Position, stop: StopRequests):
     tick, counted_before = time.perf_counter(), (position.sums or {}).get("count", 0.0)
 
     def with_stop(batch):  # this process's stop request travels with its rows of the batch
-        return {**evaluation.model_inputs(batch),
-                "stop": np.full(batch["mask"].shape, float(stop.requested), np.float32)}
+        return parallel.pack_rows({**evaluation.model_inputs(batch),
+                                   "stop": np.full(batch["mask"].shape, float(stop.requested), np.float32)})
 
     totals, totals_host = None, None
+    leaves = jax.tree.leaves(state)  # the steps run on the leaves; state_def.unflatten(leaves) where it is needed
     batches = parallel.prefetch_to_devices(map(with_stop, run.train_data.epoch(epoch, start_batch=start)), run.mesh)
     for index, batch in enumerate(batches, start=start):
         if totals is None:
             totals = _zero_totals(run, state, batch, position.sums)
-        state, totals = run.train_step(state, totals, batch)
+        leaves, totals = run.train_step(leaves, totals, batch)
         bar.update()
         step = epoch_start_step + index + 1
         last = index + 1 == steps_per_epoch
@@ -204,13 +217,14 @@ def train_epoch(run: Run, state, position: Position, stop: StopRequests):
         agreed = totals_host["_stop"] > 0 or (single and stop.requested)
         here = position.replace(batch=index + 1, train_sums=accumulate.metric_sums(totals_host))
         if agreed and not last:  # a stop in the last batch finishes the epoch first (end_epoch saves it)
-            run.checkpoints.save_latest(step, state, here)
+            run.checkpoints.save_latest(step, run.state_def.unflatten(leaves), here)
             run.checkpoints.wait()
             raise Preempted(f"{stop.name or 'a stop request of another process'} at step {step}: saved; resume "
                             "with the same command", stop.received or signal.SIGTERM)
         if saving:
-            run.checkpoints.save_latest(step, state, here)
+            run.checkpoints.save_latest(step, run.state_def.unflatten(leaves), here)
     bar.close()
+    state = run.state_def.unflatten(leaves)
     if totals_host is None:  # the epoch was complete when the run resumed (a checkpoint of an older version)
         totals_host = dict(position.sums or {})
     samples = totals_host.get("count", 0.0) - counted_before  # real samples (not padding) trained here

@@ -4,6 +4,7 @@ A batch is {"input": [B, T, *S], "label": [B] int, "mask": [B] float (1 = real s
 the associative memory "filtered_target": [B, T, N]}. Given an `input_fn` (data.make_input_fn), "input" is the
 pipeline's compact array instead and the step makes the network input from the batch on the device first
 (copy over T, Poisson spikes, augmentation, unpacking; the batch then also holds "split", "epoch", "index").
+A batch may arrive with its per-row scalars packed into one array (parallel.pack_rows); the steps unpack it.
 Padding lets every batch, also the last partial one of an evaluation, keep one shape (one compilation) while
 no sample is dropped: every sum is weighted by mask.
 Steps return sums over the batch ("loss_sum", "correct", "count", "spikes/<layer>"; the train step adds
@@ -21,6 +22,7 @@ from flax import nnx
 
 from iirsnn_jax import losses
 from iirsnn_jax.models import SpikingNetwork
+from iirsnn_jax.training.parallel import unpack_rows
 
 
 class TrainState(NamedTuple):
@@ -91,6 +93,7 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str
     base_key = jax.random.PRNGKey(seed)
 
     def train_step(state: TrainState, batch: dict):
+        batch = unpack_rows(batch)
         key = jax.random.fold_in(base_key, state.step)
         count = jnp.maximum(jnp.sum(batch["mask"].astype(jnp.float32)), 1.0)  # the whole batch's real samples
 
@@ -137,6 +140,7 @@ def make_eval_step(graphdef, loss: str, input_fn: Callable | None = None) -> Cal
     """eval_step(params, constants, carry, batch) -> (carry, sums), dropout off."""
 
     def eval_step(params, constants, carry, batch: dict):
+        batch = unpack_rows(batch)
         out = nnx.merge(graphdef, params, constants)(_network_input(batch, input_fn), state=carry,
                                                      keep_layer_spikes=False)
         per_loss, correct = _per_sample(out, batch, loss)
