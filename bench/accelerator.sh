@@ -33,7 +33,11 @@ bench --config=configs/snn_conv_1_gesture.py --batch=128 --steps=10 --config.mod
 # The whole run next to its step (issue 13): train.py's own samples/s over the step's. MNIST needs the IDX
 # files: carry an ignored folder (e.g. data/mnist, written by ../shared/data/mnist_idx.sh) with the tree.
 whole() { timeout "${ROW_TIMEOUT:-600}" "$python" bench/whole_run.py --out="$out" "$@" || echo "row failed: $*" >&2; }
-whole --config=configs/digits.py --epochs=6 --pairs=2 --steps=50
+whole --config=configs/digits.py --epochs=6 --pairs=2 --steps=1000
+# The loop's host time per step (no network): the shortest step the host keeps fed.
+host() { timeout "${ROW_TIMEOUT:-300}" "$python" bench/host_loop.py --out="$out" "$@" || echo "row failed: $*" >&2; }
+host --config=configs/digits.py --epochs=6
 if [ -d "${MNIST:-data/mnist}" ]; then
-  whole --config=configs/snn_mlp_1.py --epochs=3 --steps=20 --config_overrides=--config.data.root="${MNIST:-data/mnist}"
+  whole --config=configs/snn_mlp_1.py --epochs=3 --steps=200 --config_overrides=--config.data.root="${MNIST:-data/mnist}"
+  host --config=configs/snn_mlp_1.py --epochs=3 --config.data.root="${MNIST:-data/mnist}"
 fi

@@ -15,7 +15,6 @@ seconds, cpus (os.cpu_count), workers, prefetch, and the data settings that deci
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -26,6 +25,8 @@ sys.path.insert(0, str(ROOT))  # configs import `configs.default`; the library i
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+import json_line  # noqa: E402  (bench/, the script's folder)
 
 config_flags.DEFINE_config_file("config", None, "experiment config (configs/<experiment>.py)", lock_config=True)
 flags.DEFINE_enum("split", "train", ["train", "dev", "test"], "split to read")
@@ -74,11 +75,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.config is None:
         raise app.UsageError("give --config=configs/<experiment>.py")
-    line = json.dumps(benchmark(FLAGS.config, FLAGS.split, FLAGS.batches, FLAGS.epochs))
-    print(line, flush=True)
-    if FLAGS.out:
-        with open(FLAGS.out, "a") as f:
-            f.write(line + "\n")
+    json_line.emit(benchmark(FLAGS.config, FLAGS.split, FLAGS.batches, FLAGS.epochs), FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ from ml_collections import config_flags  # noqa: E402
 
 from iirsnn_jax import hugepages  # noqa: E402
 
+import json_line  # noqa: E402  (bench/, the script's folder)
+
 config_flags.DEFINE_config_file("config", None, "experiment config (configs/<experiment>.py)", lock_config=True)
 flags.DEFINE_integer("batch", None, "batch size (default: the config's train.batch_size)")
 flags.DEFINE_integer("length", None, "time steps T (default: the config's data.length)")
@@ -233,14 +235,7 @@ def run_suite(out: str | None, warmup: int, huge_pages: bool) -> None:
             line = json.dumps({"experiment": experiment, "batch": batch, "error": result.stderr[-2000:]})
         else:
             line = lines[-1]
-        _emit(line, out)
-
-
-def _emit(line: str, out: str | None) -> None:
-    print(line, flush=True)
-    if out:
-        with open(out, "a") as f:
-            f.write(line + "\n")
+        json_line.emit(line, out)
 
 
 def _check_flags(config) -> tuple[int, int]:
@@ -283,7 +278,7 @@ def main(argv):
         result = benchmark(config, batch, length, FLAGS.steps, FLAGS.warmup, FLAGS.seed, FLAGS.input == "pipeline")
     except ValueError as error:  # the library's config checks (layers, dtype, scan, ...): one line, no traceback
         _fail(f"bad config: {error}")
-    _emit(json.dumps(result), FLAGS.out)
+    json_line.emit(result, FLAGS.out)
 
 
 if __name__ == "__main__":

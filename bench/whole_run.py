@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))  # the checkout's library, as bench/train_step.py
 from iirsnn_jax import cli  # noqa: E402
 from iirsnn_jax.errors import UserError  # noqa: E402
 
+import json_line  # noqa: E402  (bench/, the script's folder)
+
 flags.DEFINE_string("config", None, "experiment config file (configs/<experiment>.py)")
 flags.DEFINE_integer("epochs", 3, "epochs of each train.py run (>= 2: epoch 0 includes compilation)")
 flags.DEFINE_integer("pairs", 1, "loop/step pairs, run alternately")
@@ -75,10 +77,7 @@ def main(argv):
               "step_samples_per_s": steps, "ratio": ratios, "ratio_median": statistics.median(ratios),
               "model_step_samples_per_s": model_steps, "ratio_model": model_ratios,
               "ratio_model_median": statistics.median(model_ratios)}
-    print(json.dumps(record))
-    if FLAGS.out:
-        with open(FLAGS.out, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    json_line.emit(record, FLAGS.out)
     return 0
 
 

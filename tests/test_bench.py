@@ -83,3 +83,19 @@ def test_side_by_side_table_reports_medians_and_ratios(tmp_path):
     assert "median 480" in lines[0]
     assert "| mlp | reference | 90 (80-100) | 711.1 | 0.4 |  |  |  |" in lines
     assert "| mlp | ours | 30 (29-31) | 2133.3 | 0.5 | 0.50 | 3.00 |  |" in lines
+
+
+def test_host_loop_benchmark_times_the_loop_without_the_network(tmp_path):
+    out = tmp_path / "host.jsonl"
+    command = [sys.executable, str(ROOT / "bench" / "host_loop.py"), f"--config={ROOT / 'configs' / 'digits.py'}",
+               "--epochs=2", f"--out={out}"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert json.loads(out.read_text().strip()) == line
+    assert (line["experiment"], line["batch"], line["steps_per_epoch"]) == ("digits", 32, -(-1257 // 32))  # the last batch padded
+    assert len(line["host_ms_per_step_epochs"]) == 1 and 0 < line["host_ms_per_step"] < 100
+    assert abs(line["max_steps_per_s"] - 1e3 / line["host_ms_per_step"]) < 0.01 * line["max_steps_per_s"] + 0.1
+
+    bad = subprocess.run([*command[:3], "--epochs=1"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "--epochs >= 2" in bad.stderr and "Traceback" not in bad.stderr
