@@ -190,13 +190,13 @@ def train_epoch(run: Run, state, position: Position, stop: StopRequests):
                disable=not config.train.progress_bar or jax.process_index() != 0)
     tick, counted_before = time.perf_counter(), (position.sums or {}).get("count", 0.0)
 
-    def with_stop(batch):  # this process's stop request travels with its rows of the batch
+    def step_batch(batch):  # what the step reads, with this process's stop request on each of its rows, packed
         return parallel.pack_rows({**evaluation.model_inputs(batch),
                                    "stop": np.full(batch["mask"].shape, float(stop.requested), np.float32)})
 
     totals, totals_host = None, None
     leaves = jax.tree.leaves(state)  # the steps run on the leaves; state_def.unflatten(leaves) where it is needed
-    batches = parallel.prefetch_to_devices(map(with_stop, run.train_data.epoch(epoch, start_batch=start)), run.mesh)
+    batches = parallel.prefetch_to_devices(map(step_batch, run.train_data.epoch(epoch, start_batch=start)), run.mesh)
     for index, batch in enumerate(batches, start=start):
         if totals is None:
             totals = _zero_totals(run, state, batch, position.sums)
