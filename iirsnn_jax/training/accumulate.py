@@ -40,7 +40,7 @@ def accumulating_train_step(train_step: Callable) -> Callable:
     """train_step(state, batch) -> (state, sums) as step(state, totals, batch) -> (state, totals)."""
 
     def step(state, totals, batch):
-        batch = unpack_rows(batch)
+        batch = unpack_rows(batch)  # "stop" may travel among the packed rows
         stop = batch.pop("stop", None)
         state, sums = train_step(state, batch)
         bad = (sums.pop("nonfinite_gradients") > 0) | ~jnp.isfinite(sums["loss_sum"])
@@ -58,7 +58,7 @@ def accumulating_eval_step(eval_step: Callable) -> Callable:
     """eval_step(params, constants, carry, batch) -> (carry, sums) as step(..., totals, batch) -> (carry, totals)."""
 
     def step(params, constants, carry, totals, batch):
-        carry, sums = eval_step(params, constants, carry, unpack_rows(batch))
+        carry, sums = eval_step(params, constants, carry, batch)  # the eval step unpacks packed rows
         return carry, {k: totals[k] + v.astype(jnp.float32) for k, v in sums.items()}
 
     return step
