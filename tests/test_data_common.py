@@ -1,4 +1,7 @@
 """Splits, keys and batching: torch's randperm reproduced, deterministic order, per-process slices."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -56,12 +59,26 @@ class _Numbers:
         return {"input": (indices[:, None, None] + 1000 * epoch).astype(np.float32), "label": indices.astype(np.int32)}
 
 
-@pytest.mark.parametrize("prefetch", [0, 2])
-def test_processes_read_disjoint_slices_that_cover_the_split(prefetch):
+class _SlowNumbers(_Numbers):
+    """_Numbers taking 1 ms a batch, slow enough for the pipeline's background threads; records which thread
+    made each batch."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.threads = []
+
+    def get_batch(self, indices, epoch=0):
+        time.sleep(1e-3)
+        self.threads.append(threading.current_thread().name)
+        return super().get_batch(indices, epoch)
+
+
+@pytest.mark.parametrize("prefetch,source", [(0, _Numbers), (2, _Numbers), (2, _SlowNumbers)])
+def test_processes_read_disjoint_slices_that_cover_the_split(prefetch, source):
     n, batch, procs = 103, 12, 3
     seen = []
     for p in range(procs):
-        pipe = Pipeline(_Numbers(n), batch_size=batch, seed=2, shuffle=True, drop_remainder=False,
+        pipe = Pipeline(source(n), batch_size=batch, seed=2, shuffle=True, drop_remainder=False,
                         process_index=p, process_count=procs, prefetch=prefetch)
         batches = list(pipe.epoch(1))
         assert len(batches) == pipe.num_batches == 9
@@ -82,17 +99,43 @@ def test_order_is_deterministic_and_changes_with_epoch():
     assert [b["label"].tolist() for b in in_order.epoch(0)] == [list(range(10)), list(range(10, 20))]
 
 
-@pytest.mark.parametrize("prefetch", [0, 3])
-def test_resuming_mid_epoch_gives_the_remaining_batches(prefetch):
-    pipe = Pipeline(_Numbers(50), batch_size=8, seed=2, shuffle=True, drop_remainder=False, prefetch=prefetch)
+@pytest.mark.parametrize("prefetch,source", [(0, _Numbers), (3, _Numbers), (3, _SlowNumbers)])
+def test_resuming_mid_epoch_gives_the_remaining_batches(prefetch, source):
+    pipe = Pipeline(source(50), batch_size=8, seed=2, shuffle=True, drop_remainder=False, prefetch=prefetch)
     whole = [b["index"].tolist() for b in pipe.epoch(3)]
     assert [b["index"].tolist() for b in pipe.epoch(3, start_batch=4)] == whole[4:]
 
 
-def test_prefetch_reraises_errors_of_the_source():
-    class Broken(_Numbers):
+@pytest.mark.parametrize("bad_batch", [0, 2])  # the first batch is made in the consumer's thread, the others not
+def test_prefetch_reraises_errors_of_the_source(bad_batch):
+    class Broken(_SlowNumbers):
         def get_batch(self, indices, epoch=0):
-            raise common.CorruptFileError("/x/y.bin", "truncated")
+            if indices[0] == 5 * bad_batch:
+                raise common.CorruptFileError("/x/y.bin", "truncated")
+            return super().get_batch(indices, epoch)
 
     with pytest.raises(common.CorruptFileError, match="y.bin"):
-        list(Pipeline(Broken(10), batch_size=5, seed=0, shuffle=False, drop_remainder=False, prefetch=2).epoch(0))
+        list(Pipeline(Broken(20), batch_size=5, seed=0, shuffle=False, drop_remainder=False, prefetch=2).epoch(0))
+
+
+def test_slow_batches_are_made_ahead_by_threads_and_quick_ones_where_they_are_used():
+    """Background threads only pay where a batch takes long to make; a gather from memory is made in the
+    consumer's thread (their hand-offs would cost more than the batch). Either way the batches are the same."""
+    class QuickNumbers(_SlowNumbers):
+        def get_batch(self, indices, epoch=0):
+            self.threads.append(threading.current_thread().name)
+            return _Numbers.get_batch(self, indices, epoch)
+
+    here = threading.current_thread().name
+    batches = {}
+    for source in (QuickNumbers(40), _SlowNumbers(40)):
+        pipe = Pipeline(source, batch_size=8, seed=2, shuffle=True, drop_remainder=False, prefetch=2)
+        batches[type(source)] = [b["index"].tolist() for b in pipe.epoch(1)]
+        assert source.threads[0] == here
+        if isinstance(source, QuickNumbers):
+            assert source.threads == [here] * 5
+        else:
+            assert all(name.startswith("iirsnn-data") for name in source.threads[1:]), source.threads
+    assert batches[QuickNumbers] == batches[_SlowNumbers] == [
+        b["index"].tolist() for b in Pipeline(_Numbers(40), batch_size=8, seed=2, shuffle=True,
+                                              drop_remainder=False, prefetch=0).epoch(1)]

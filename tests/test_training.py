@@ -267,3 +267,35 @@ def test_packed_rows_arrive_as_they_were_sent():
             np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
     eval_batch = {k: v for k, v in batch.items() if k in ("input", "label", "mask")}
     assert sorted(parallel.pack_rows(eval_batch)) == ["input", "rows:label,mask"]
+
+
+def test_every_epoch_steps_through_its_own_batches_when_the_next_one_is_prepared_ahead(tmp_path):
+    """The loop makes an epoch's first batch while the epoch before drains; each epoch's steps still get that
+    epoch's batches in the pipeline's order, the last epoch prepares nothing after it, and an epoch resumed
+    mid-way ignores a start prepared for batch 0."""
+    from iirsnn_jax.training import parallel
+    from iirsnn_jax.training.position import Position
+    from iirsnn_jax.training.signals import StopRequests
+
+    run = loop.prepare(helpers.tiny_config(epochs=3), tmp_path / "run")
+    seen = []
+
+    def recording_step(leaves, totals, batch):  # the loop's step signature; records which samples arrived
+        rows = parallel.unpack_rows(batch)
+        seen.append((int(rows["epoch"][0]), np.asarray(rows["index"]).tolist()))
+        return leaves, totals
+
+    try:
+        run.train_step, state = recording_step, run.fresh_state
+        with StopRequests() as stop:
+            for epoch in range(3):
+                state, *_ = loop.train_epoch(run, state, Position(epoch=epoch), stop)
+                assert (run.next_epoch.epoch if run.next_epoch else None) == (epoch + 1 if epoch < 2 else None)
+            expected = [(e, indices.tolist()) for e in range(3) for indices in run.train_data.local_indices(e)]
+            assert seen == expected
+            seen.clear()
+            loop.train_epoch(run, state, Position(epoch=0), stop)  # primes epoch 1 from batch 0
+            loop.train_epoch(run, state, Position(epoch=1, batch=2, train_sums={"count": 32.0}), stop)
+        assert seen == expected[:len(run.train_data)] + expected[len(run.train_data) + 2:2 * len(run.train_data)]
+    finally:
+        run.close()
