@@ -5,10 +5,11 @@
     python bench/input_pipeline.py --config=configs/snn_conv_1_nmnist.py --config.data.root=DIR --split=dev
     python bench/input_pipeline.py --config=configs/snn_mlp_1.py --config.data.augment_on=host_pillow  # parity path
 
-What is timed: iterating `data.build(config, split).epoch(e)` as the training loop does (background threads,
-data.prefetch batches ahead), from the second batch on (the first one starts the threads; an event dataset's
-frame cache is built or opened before the clock starts), over --batches batches (0: the whole epoch),
-repeated for --epochs epochs, for this process's share of each global batch.
+What is timed: iterating `data.build(config, split).epoch(e)` as the training loop does (background threads
+data.prefetch batches ahead where batches are slow to make, else in this thread: data/pipeline.py), from the
+second batch on (the first one starts the threads; an event dataset's frame cache is built or opened before
+the clock starts), over --batches batches (0: the whole epoch), repeated for --epochs epochs, for this
+process's share of each global batch.
 Fields: samples_per_s; bytes_per_sample, the bytes of the arrays a step receives (those
 `training.evaluation.model_inputs` keeps) per sample, and per_key, the same per array; batch, batches,
 seconds, cpus (os.cpu_count), workers, prefetch, and the data settings that decide the work.
