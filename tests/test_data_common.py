@@ -118,9 +118,12 @@ def test_prefetch_reraises_errors_of_the_source(bad_batch):
         list(Pipeline(Broken(20), batch_size=5, seed=0, shuffle=False, drop_remainder=False, prefetch=2).epoch(0))
 
 
-def test_slow_batches_are_made_ahead_by_threads_and_quick_ones_where_they_are_used():
+def test_slow_batches_are_made_ahead_by_threads_and_quick_ones_where_they_are_used(monkeypatch):
     """Background threads only pay where a batch takes long to make; a gather from memory is made in the
     consumer's thread (their hand-offs would cost more than the batch). Either way the batches are the same."""
+    from iirsnn_jax.data import pipeline
+
+    monkeypatch.setattr(pipeline, "INLINE_BELOW_S", 5e-4)  # between the two sources, with room on a busy machine
     class QuickNumbers(_SlowNumbers):
         def get_batch(self, indices, epoch=0):
             self.threads.append(threading.current_thread().name)
