@@ -187,7 +187,8 @@ def _check_finite(run: Run, totals: dict, epoch_start_step: int, epoch: int) -> 
 
 
 def _zero_totals(run: Run, state, batch, start: dict | None):
-    """Device totals for the train step's sums (their keys found once by tracing the plain step)."""
+    """Device totals for the train step's sums (their keys found once by tracing the plain step on `state`,
+    which is not read once they are known)."""
     if run.sums_keys is None:  # the plain step unpacks the batch's rows and ignores its "stop"
         run.sums_keys = tuple(jax.eval_shape(run.plain_train_step, state, batch)[1])
     return parallel.replicate(accumulate.zero_totals(dict.fromkeys(run.sums_keys), start), run.mesh)
@@ -207,8 +208,7 @@ def _prime(run: Run, epoch: int, stop: StopRequests) -> PrimedEpoch:
     after a step of the epoch before, so run.sums_keys is known."""
     batches = _device_batches(run, epoch, 0, stop)
     first = next(batches)
-    totals = parallel.replicate(accumulate.zero_totals(dict.fromkeys(run.sums_keys)), run.mesh)
-    return PrimedEpoch(epoch, first, batches, totals)
+    return PrimedEpoch(epoch, first, batches, _zero_totals(run, None, first, None))
 
 
 def train_epoch(run: Run, state, position: Position, stop: StopRequests):
