@@ -5,6 +5,9 @@
 #   tools/results_runs.sh [RUNS [MNIST]] EXPERIMENT...   run these one after another (2 cores: one at a time)
 #   tools/results_runs.sh [RUNS [MNIST]] status          epochs done per workdir, and which run is live
 #
+# EXPERIMENT@SEED (snn_mlp_2@0) trains with --config.seed=SEED in RUNS/<experiment>_seed<SEED>: the seed
+# spread of docs/results.md. A plain EXPERIMENT keeps the config's seed (2, the reference's).
+#
 # RUNS: the workdirs' folder, outside the repository (default /work/runs). MNIST: --config.data.root, a
 # folder with the four IDX files (default /work/data/mnist; ../shared/data/mnist_idx.sh DIR writes them). Both are
 # paths with a slash (./runs for a relative one), so that a misspelt experiment is not taken for a folder.
@@ -28,21 +31,23 @@ esac
 
 # One experiment in the foreground (the queue below puts it in the background). Huge pages make XLA's large
 # per-step buffers cheap on CPU (docs/performance.md).
+# train NAME SEED [FLAGS...]: SEED empty keeps the config's seed.
 train() {
-  local name=$1; shift
-  echo "=== $(date '+%F %T') start or resume $name" >> "$runs/$name.log"
+  local name=$1 seed=$2 run=$1; shift 2
+  if [ -n "$seed" ]; then run="${name}_seed$seed"; set -- "$@" --config.seed="$seed"; fi
+  echo "=== $(date '+%F %T') start or resume $run" >> "$runs/$run.log"
   (cd "$repo" && GLIBC_TUNABLES=glibc.malloc.hugetlb=1 nice -n 19 "$py" train.py --config="configs/$name.py" \
-    --workdir="$runs/$name" --config.train.progress_bar=False "$@") >> "$runs/$name.log" 2>&1
+    --workdir="$runs/$run" --config.train.progress_bar=False "$@") >> "$runs/$run.log" 2>&1
 }
 
-snn_mlp_1() { train snn_mlp_1 --config.data.root="$mnist"; }
-snn_mlp_2() { train snn_mlp_2 --config.data.root="$mnist"; }
-snn_mlp_1_non_zero() { train snn_mlp_1_non_zero --config.data.root="$mnist"; }
-snn_mlp_1_poisson_input() { train snn_mlp_1_poisson_input --config.data.root="$mnist"; }
-snn_mlp_2_poisson_input() { train snn_mlp_2_poisson_input --config.data.root="$mnist"; }
-associative_memory() { train associative_memory; }
+snn_mlp_1() { train snn_mlp_1 "$1" --config.data.root="$mnist"; }
+snn_mlp_2() { train snn_mlp_2 "$1" --config.data.root="$mnist"; }
+snn_mlp_1_non_zero() { train snn_mlp_1_non_zero "$1" --config.data.root="$mnist"; }
+snn_mlp_1_poisson_input() { train snn_mlp_1_poisson_input "$1" --config.data.root="$mnist"; }
+snn_mlp_2_poisson_input() { train snn_mlp_2_poisson_input "$1" --config.data.root="$mnist"; }
+associative_memory() { train associative_memory "$1"; }
 # An epoch of the conv net is ~780 steps of several seconds: also save mid-epoch, so a crash loses little.
-snn_conv_1_mnist() { train snn_conv_1_mnist --config.data.root="$mnist" --config.train.checkpoint_every_steps=100; }
+snn_conv_1_mnist() { train snn_conv_1_mnist "$1" --config.data.root="$mnist" --config.train.checkpoint_every_steps=100; }
 
 status() {
   ls "$runs"/*/config.json >/dev/null 2>&1 || { echo "no runs in $runs yet"; return; }
@@ -76,12 +81,18 @@ PY
 
 [ $# -eq 0 ] && set -- status
 if [ "$1" = status ]; then status; exit 0; fi
-for name in "$@"; do
+for spec in "$@"; do
+  name=${spec%@*}
   [[ " ${experiments[*]} " == *" $name "* ]] || { echo "error: $name is not one of: ${experiments[*]}" >&2; exit 1; }
+  [[ $spec != *@* || ${spec#*@} =~ ^[0-9]+$ ]] || {
+    echo "error: the seed in $spec is not a non-negative integer (EXPERIMENT@SEED, e.g. snn_mlp_2@0)" >&2; exit 1; }
   [ "$name" = associative_memory ] || [ -d "$mnist" ] || {
     echo "error: no MNIST folder $mnist; write it with ../shared/data/mnist_idx.sh $mnist" >&2; exit 1; }
 done
 mkdir -p "$runs"
 # The queue stops at the first run that fails or is stopped (SIGTERM), so the next does not start in its place.
-(trap '' HUP; for name in "$@"; do "$name" || break; done) </dev/null >/dev/null 2>&1 &
+(trap '' HUP; for spec in "$@"; do
+   seed=; [[ $spec == *@* ]] && seed=${spec#*@}
+   "${spec%@*}" "$seed" || break
+ done) </dev/null >/dev/null 2>&1 &
 echo "started in the background (queue pid $!): $*; logs: $runs/<experiment>.log; progress: $0 $runs $mnist status"
