@@ -15,8 +15,9 @@
 The step is the one train.py runs: `steps.make_train_step` with `optimizer.make_optimizer`, jitted with
 `donate_argnums=0`. With --input=network (the default: the model's step, what the reference's step does), inputs
 have the experiment's shape [B, T, *model.input_shape] and the network's dtype: analog uniform [0, 1) float32
-for "copy" MNIST/digits, Bernoulli events with 2 % density for the event encodings (bool for "or", uint8 for
-"poisson" and the associative-memory patterns, float32 counts for "max"/"avg"). With --input=pipeline the
+for "copy" MNIST/digits (one frame held for T steps, the HeldInput train.py's network gets), Bernoulli events
+with 2 % density for the event encodings (bool for "or", uint8 for "poisson" and the associative-memory
+patterns, float32 counts for "max"/"avg"). With --input=pipeline the
 batch holds what the host pipeline hands over (uint8 pixels, packed event bits, uint16 counts: random, events
 at 2 % density) and the step makes the network input first, augmentation and encoding included, exactly as
 train.py's step does (data.make_input_fn): bench/whole_run.py divides the loop's speed by this one.
@@ -98,8 +99,10 @@ def synthetic_batch(config, batch: int, length: int, output_features: int, seed:
         inputs = rng.random(shape) < EVENT_DENSITY
     elif encoding in ("max", "avg"):
         inputs = (rng.random(shape) < EVENT_DENSITY).astype(np.float32)
-    else:  # "copy": analog pixels in [0, 1)
-        inputs = rng.random(shape, dtype=np.float32)
+    else:  # "copy": analog pixels in [0, 1), one frame held for T steps (iirsnn_jax/held_input.py)
+        from iirsnn_jax.held_input import HeldInput
+
+        inputs = HeldInput(rng.random((batch, *config.model.input_shape), dtype=np.float32), length)
     out = {"input": inputs, "label": rng.integers(0, output_features, batch).astype(np.int32),
            "mask": np.ones(batch, np.float32)}
     if config.train.loss == "mse":

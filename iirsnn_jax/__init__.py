@@ -7,6 +7,7 @@ Table of contents:
   neurons     pure threshold-and-decaying-reset neuron over a sequence
   layers      Flax NNX layers holding parameters
   architecture, models   networks built from the layer string of a config
+  held_input  a frame held for T steps (the "copy" encoding), filtered without its T copies
   losses      spike-count cross-entropy, filtered-output MSE
   layout      our [B, T, ...] layout <-> the reference's time-last layout
   reference   load reference PyTorch state_dicts; `python -m iirsnn_jax.reference check FILE.npz`
@@ -19,12 +20,13 @@ Table of contents:
 """
 from iirsnn_jax.filters import (DualExpState, LowPassState, OutputFilterState, dual_exp_iir,
                                 dual_exp_output_filter, first_order_low_pass)
+from iirsnn_jax.held_input import HeldInput
 from iirsnn_jax.models import NetworkOutput, SpikingNetwork, build_model, count_trainable_parameters
 from iirsnn_jax.neurons import NeuronState, spiking_neuron
 from iirsnn_jax.surrogate import SURROGATES, spike
 
 __all__ = [
-    "DualExpState", "LowPassState", "OutputFilterState", "NeuronState", "NetworkOutput", "SpikingNetwork",
+    "DualExpState", "LowPassState", "OutputFilterState", "HeldInput", "NeuronState", "NetworkOutput", "SpikingNetwork",
     "SURROGATES", "build_model", "count_trainable_parameters", "dual_exp_iir", "dual_exp_output_filter",
     "first_order_low_pass", "spike", "spiking_neuron",
 ]

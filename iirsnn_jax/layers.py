@@ -68,6 +68,17 @@ class _Filter(nnx.Module):
         zeros = lambda: jnp.zeros((batch_size, *self.feature_shape), self.dtype)
         return self.state_type(*(zeros() for _ in self.state_type._fields))
 
+    def held(self, frame, length: int):
+        """The filter, from zero state, of `frame` [B, *F] held for `length` steps (held_input.py): the step
+        response g [T, 1, *F] (the recurrence on ones, once for the whole batch) times the frame.
+
+        Returns (y [T, B, *F] time-major, final state), equal to `self` on the repeated frame up to rounding."""
+        frame = _as_float(frame, self.dtype)
+        response, _ = self(jnp.ones((length, 1, *frame.shape[1:]), self.dtype))
+        y = response * frame[None]
+        zeros = jnp.zeros_like(frame)
+        return y, self.state_type(*recurrence.final_state(y, (zeros,) * len(self.state_type._fields)))
+
 
 class DualExpFilter(_Filter):
     """Dual-exponential IIR synapse filter with coefficients alpha_1, alpha_2, beta_1 of shape F."""

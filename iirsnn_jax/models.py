@@ -1,10 +1,10 @@
 """The paper's networks, built from the `model` block of a config (see iirsnn_jax/config.py).
 
-`SpikingNetwork` takes batch-major inputs [B, T, ...] (the layout of the data pipelines), works time-major
-inside (a first filter reads the batch-major input in place), runs its layers one after the other over the
-whole sequence, and returns batch-major outputs. With sequential filter scans, a spiking layer, the dropout
-after it and the next filter run as one scan (`SpikingNetwork.passes`, neurons.py): parameters, layer names and
-states are those of the separate layers.
+`SpikingNetwork` takes batch-major inputs [B, T, ...] (the layout of the data pipelines) or a frame held over
+T steps (held_input.py), works time-major inside (a first filter reads the batch-major input in place), runs
+its layers one after the other over the whole sequence, and returns batch-major outputs. With sequential
+filter scans, a spiking layer, the dropout after it and the next filter run as one scan
+(`SpikingNetwork.passes`, neurons.py): parameters, layer names and states are those of the separate layers.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from iirsnn_jax import architecture, layers
+from iirsnn_jax.held_input import HeldInput
 
 
 class NetworkOutput(NamedTuple):
@@ -145,7 +146,9 @@ class SpikingNetwork(nnx.Module):
         """Runs the network.
 
         Args:
-          inputs: [B, T, *S] with prod(S) = prod(model.input_shape); reshaped row-major to the input shape.
+          inputs: [B, T, *S] with prod(S) = prod(model.input_shape), reshaped row-major to the input shape; or a
+            HeldInput (a frame [B, *S] at each of T steps), which a first filter starting from zeros runs as
+            its step response times the frame (else the frame is repeated).
           state: initial layer states (from `initial_state` or a previous call's `NetworkOutput.state`) or
             None for zeros. Gradients do not flow into it: it is treated as a constant, as the reference
             detaches the carried states.
@@ -155,12 +158,16 @@ class SpikingNetwork(nnx.Module):
         b, t = inputs.shape[:2]
         if math.prod(inputs.shape[2:]) != math.prod(self.input_shape):
             raise ValueError(f"network input of shape {inputs.shape} does not hold [B, T, *{self.input_shape}]")
-        x = inputs.reshape(b, t, *self.input_shape)
         states = (None,) * len(self.layer_names) if state is None else jax.lax.stop_gradient(state)
+        held = isinstance(inputs, HeldInput)
+        if held and not (self.remat == "none" and states[0] is None
+                         and isinstance(self.layers[0], (layers.DualExpFilter, layers.LowPassFilter))):
+            inputs, held = inputs.repeated(), False
+        x = inputs.frame.reshape(b, *self.input_shape) if held else inputs.reshape(b, t, *self.input_shape)
         keys = tuple(None if key is None else jax.random.fold_in(key, index) for index in range(len(self.layers)))
         run = functools.partial(self._run, keep_layer_spikes=keep_layer_spikes)
         if self.remat == "none":
-            new_states, outputs = run(x, states, keys, batch_major=True)
+            new_states, outputs = run(x, states, keys, batch_major=True, held_length=t if held else None)
         else:  # time-major from here on
             new_states, outputs = self._run_rematerialised(run, jnp.moveaxis(x, 1, 0), states, keys)
         layer_spikes = {name: jnp.moveaxis(y, 0, 1) for name, y in outputs["layer_spikes"].items()}
@@ -171,15 +178,21 @@ class SpikingNetwork(nnx.Module):
                              None if filtered is None else jnp.moveaxis(filtered, 0, 1), layer_spikes, rates,
                              tuple(new_states))
 
-    def _run(self, x, states, keys, *, keep_layer_spikes: bool, batch_major: bool = False):
-        """All layers over x [T, B, ...] (or [B, T, ...] when batch_major): (new states, outputs), outputs a dict
-        of "spikes" (last spiking layer) and "filtered" ([T, B, N] or None), "layer_spikes" ({name: [T, B, *F]})
-        and "spike_counts" ({name: [B]}). Runs `self.passes`: a spiking layer with the dropout and filter after
-        it is one scan."""
+    def _run(self, x, states, keys, *, keep_layer_spikes: bool, batch_major: bool = False,
+             held_length: int | None = None):
+        """All layers over x [T, B, ...] (or [B, T, ...] when batch_major; or the frame [B, ...] held for
+        held_length steps, when the first layer is a filter with zero state): (new states, outputs), outputs a
+        dict of "spikes" (last spiking layer) and "filtered" ([T, B, N] or None), "layer_spikes" ({name:
+        [T, B, *F]}) and "spike_counts" ({name: [B]}). Runs `self.passes`: a spiking layer with the dropout and
+        filter after it is one scan."""
         new_states = list(states)
         outputs = {"spikes": None, "filtered": None, "layer_spikes": {}, "spike_counts": {}}
         all_layers = self.layers
-        for index, *fused in self.passes:
+        passes = self.passes
+        if held_length is not None:  # the first pass is that filter on its own (_passes)
+            x, new_states[0] = all_layers[0].held(x, held_length)
+            batch_major, passes = False, passes[1:]
+        for index, *fused in passes:
             layer, name = all_layers[index], self.layer_names[index]
             if batch_major and not isinstance(layer, (layers.DualExpFilter, layers.LowPassFilter)):
                 x, batch_major = jnp.moveaxis(x, 1, 0), False  # time-major from here on

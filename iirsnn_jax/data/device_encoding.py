@@ -4,8 +4,9 @@ The host pipeline hands over compact arrays (pipeline.py), and `make_input_fn(co
 jittable fn(batch) -> [B, T, *S] that the train and eval steps call first:
   mnist   uint8 pixels [B, 28, 28] -> augmentation (device_augment.py) of the rows of augmented splits
           when data.augment_on = "device" -> pixel / 255 in float32 (SPEC 2.1) -> "copy": the same value at
-          every step, float32 [B, T, 28, 28, 1]; "poisson": uint8 spikes where p > u, u ~ U[0, 1) fresh per
-          element and step, so 255 always and 0 never spikes (SPEC 2.3)
+          every step, a HeldInput (held_input.py: float32 [B, 28, 28, 1] held for T steps, which the network
+          filters without its T copies); "poisson": uint8 spikes [B, T, 28, 28, 1] where p > u, u ~ U[0, 1)
+          fresh per element and step, so 255 always and 0 never spikes (SPEC 2.3)
   digits  float32 intensities (value / 16) [B, 8, 8] -> "copy" or "poisson" as MNIST, without augmentation
   nmnist, gesture "or": bits packed by np.packbits [B, ceil(T*H*W*2 / 8)] -> uint8 0/1 [B, T, H, W, 2]
   gesture "max" / "avg": uint16 counts [B, T, H, W, 2] -> float32, each frame divided by its max or its sum
@@ -14,7 +15,8 @@ jittable fn(batch) -> [B, T, *S] that the train and eval steps call first:
 Randomness: row b draws from jax keys folded from (config.seed, split[b], epoch[b], index[b], stream), the
 batch's "split", "epoch" and "index" arrays (common.STREAMS numbers the streams): a sample of an epoch gets
 the same input whatever batch, device or process it lands in, and after a resumption.
-`host_input_fn(config)` runs the same function on the CPU, numpy in and out (data.inspect, plots).
+`host_input_fn(config)` runs the same function on the CPU, numpy in and out, a held frame repeated over T
+(data.inspect, plots).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from iirsnn_jax.data import common, device_augment
 from iirsnn_jax.data.augment import augment_on, augmented_splits
+from iirsnn_jax.held_input import HeldInput, as_sequence
 
 # The arrays of a batch that the input function reads.
 INPUT_KEYS = ("input", "split", "epoch", "index")
@@ -71,11 +74,6 @@ def sample_keys(seed: int, split, epoch, index, stream: str) -> jax.Array:
     return jax.vmap(one)(split, epoch, index)
 
 
-def copy_over_time(x: jax.Array, length: int) -> jax.Array:
-    """[B, *S] -> [B, T, *S]: the same value at every step (SPEC 2.1)."""
-    return jnp.broadcast_to(x[:, None], (x.shape[0], length, *x.shape[1:]))
-
-
 def bernoulli_spikes(p: jax.Array, length: int, keys: jax.Array) -> jax.Array:
     """Probabilities [B, *S] -> uint8 [B, T, *S]: spike where p > u, u ~ U[0, 1) per element and step, row b
     drawing from keys[b] (SPEC 2.3: 1.0 always spikes, 0.0 never)."""
@@ -117,12 +115,12 @@ def _intensities(spec: InputSpec, batch: dict) -> jax.Array:
     return jnp.asarray(_PIXEL_VALUES)[x.astype(jnp.int32)][..., None]
 
 
-def input_fn_of(spec: InputSpec) -> Callable[[dict], jax.Array]:
-    """fn(batch) -> network input [B, T, *S] of a spec; see the module docstring."""
+def input_fn_of(spec: InputSpec) -> Callable[[dict], jax.Array | HeldInput]:
+    """fn(batch) -> network input [B, T, *S] (a HeldInput for "copy") of a spec; see the module docstring."""
     def images(batch):
         x = _intensities(spec, batch)
         if spec.encoding == "copy":
-            return copy_over_time(x, spec.length)
+            return HeldInput(x, spec.length)
         if spec.encoding == "poisson":
             keys = sample_keys(spec.seed, batch["split"], batch["epoch"], batch["index"], "poisson")
             return bernoulli_spikes(x, spec.length, keys)
@@ -140,14 +138,15 @@ def input_fn_of(spec: InputSpec) -> Callable[[dict], jax.Array]:
     return lambda batch: batch["input"]
 
 
-def make_input_fn(config) -> Callable[[dict], jax.Array]:
+def make_input_fn(config) -> Callable[[dict], jax.Array | HeldInput]:
     """The jittable fn(batch) -> network input [B, T, *S] of config (see the module docstring)."""
     return input_fn_of(input_spec(config))
 
 
 @functools.lru_cache(maxsize=16)
 def _jitted_on_cpu(spec: InputSpec):
-    return jax.jit(input_fn_of(spec))
+    fn = input_fn_of(spec)
+    return jax.jit(lambda batch: as_sequence(fn(batch)))
 
 
 def host_input_fn(config) -> Callable[[dict], np.ndarray]:

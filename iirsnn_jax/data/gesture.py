@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,18 @@ LAYOUTS = ("DVSGesture", ".")
 HOW_TO_GET = ("Get it with tonic (tonic.datasets.DVSGesture(save_to=ROOT, train=True/False) downloads and "
               "extracts ibmGestureTrain.tar.gz / ibmGestureTest.tar.gz into ROOT/DVSGesture/).")
 _USER_DIR = re.compile(r"user\d+_\w+")
+# np.load parses a .npy header with ast.literal_eval; with several threads parsing at once, CPython 3.11.7
+# (and other releases before the fix of CPython gh-106905) can fail at random with "SystemError: AST
+# constructor recursion depth mismatch". So the cache builder's threads load one file at a time; binning the
+# events stays parallel.
+_NPY_LOAD = threading.Lock()
 
 
 def read_events(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x, y, p, t_us) of one tonic gesture file; CorruptFileError names the file if it is not one."""
     try:
-        ev = np.load(path, allow_pickle=False)
+        with _NPY_LOAD:
+            ev = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise CorruptFileError(path, f"cannot be read as a .npy array ({e})") from e
     if ev.ndim != 2 or ev.shape[1] != 4:
