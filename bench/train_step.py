@@ -17,10 +17,10 @@ The step is the one train.py runs: `steps.make_train_step` with `optimizer.make_
 have the experiment's shape [B, T, *model.input_shape] and the network's dtype: analog uniform [0, 1) float32
 for "copy" MNIST/digits (one frame held for T steps, the HeldInput train.py's network gets), Bernoulli events
 with 2 % density for the event encodings (bool for "or", uint8 for "poisson" and the associative-memory
-patterns, float32 counts for "max"/"avg"). With --input=pipeline the
-batch holds what the host pipeline hands over (uint8 pixels, packed event bits, uint16 counts: random, events
-at 2 % density) and the step makes the network input first, augmentation and encoding included, exactly as
-train.py's step does (data.make_input_fn): bench/whole_run.py divides the loop's speed by this one.
+patterns, float32 counts for "max"/"avg"). With --input=pipeline the batch holds what the host pipeline hands
+over (uint8 pixels, packed event bits, uint16 counts: random, events at 2 % density) and the step makes the
+network input first, augmentation and encoding included, exactly as train.py's step does
+(data.make_input_fn): bench/whole_run.py divides the loop's speed by this one.
 Labels are random, the mask is ones, and MSE configs get a random filtered_target [B, T, N].
 
 Fields: compile_s (trace + lower + XLA compile), step_ms (median over --steps timed steps after --warmup),

@@ -6,7 +6,7 @@
 #   tools/results_runs.sh [RUNS [MNIST]] status          epochs done per workdir, and which run is live
 #
 # EXPERIMENT@SEED (snn_mlp_2@0) trains with --config.seed=SEED in RUNS/<experiment>_seed<SEED>: the seed
-# spread of docs/results.md. A plain EXPERIMENT keeps the config's seed (2, the reference's).
+# spread of docs/results.md. A plain EXPERIMENT keeps the config's seed (2, the reference's, for MNIST).
 #
 # RUNS: the workdirs' folder, outside the repository (default /work/runs). MNIST: --config.data.root, a
 # folder with the four IDX files (default /work/data/mnist; ../shared/data/mnist_idx.sh DIR writes them). Both are
