@@ -68,6 +68,11 @@ class _Filter(nnx.Module):
         zeros = lambda: jnp.zeros((batch_size, *self.feature_shape), self.dtype)
         return self.state_type(*(zeros() for _ in self.state_type._fields))
 
+
+class SynapseFilter(_Filter):
+    """The trained synapse filters (dual-exponential, first-order): states are the output history y[t-1], ...,
+    so a network's first one can run on a held frame (held_input.py)."""
+
     def held(self, frame, length: int):
         """The filter, from zero state, of `frame` [B, *F] held for `length` steps (held_input.py): the step
         response g [T, 1, *F] (the recurrence on ones, once for the whole batch) times the frame.
@@ -80,7 +85,7 @@ class _Filter(nnx.Module):
         return y, self.state_type(*recurrence.final_state(y, (zeros,) * len(self.state_type._fields)))
 
 
-class DualExpFilter(_Filter):
+class DualExpFilter(SynapseFilter):
     """Dual-exponential IIR synapse filter with coefficients alpha_1, alpha_2, beta_1 of shape F."""
 
     state_type = filters.DualExpState
@@ -104,7 +109,7 @@ class DualExpFilter(_Filter):
                                     time_axis=time_axis)
 
 
-class LowPassFilter(_Filter):
+class LowPassFilter(SynapseFilter):
     """First-order low-pass filter y[t] = alpha_1 * y[t-1] + x[t], alpha_1 = exp(-1/tau) of shape F."""
 
     state_type = filters.LowPassState

@@ -161,7 +161,7 @@ class SpikingNetwork(nnx.Module):
         states = (None,) * len(self.layer_names) if state is None else jax.lax.stop_gradient(state)
         held = isinstance(inputs, HeldInput)
         if held and not (self.remat == "none" and states[0] is None
-                         and isinstance(self.layers[0], (layers.DualExpFilter, layers.LowPassFilter))):
+                         and isinstance(self.layers[0], layers.SynapseFilter)):
             inputs, held = inputs.repeated(), False
         x = inputs.frame.reshape(b, *self.input_shape) if held else inputs.reshape(b, t, *self.input_shape)
         keys = tuple(None if key is None else jax.random.fold_in(key, index) for index in range(len(self.layers)))
@@ -194,7 +194,7 @@ class SpikingNetwork(nnx.Module):
             batch_major, passes = False, passes[1:]
         for index, *fused in passes:
             layer, name = all_layers[index], self.layer_names[index]
-            if batch_major and not isinstance(layer, (layers.DualExpFilter, layers.LowPassFilter)):
+            if batch_major and not isinstance(layer, layers.SynapseFilter):
                 x, batch_major = jnp.moveaxis(x, 1, 0), False  # time-major from here on
             if not isinstance(layer, layers.SpikingLayer):
                 extra = {"time_axis": 1} if batch_major else {}
@@ -261,7 +261,7 @@ def _passes(all_layers, scan: str) -> tuple:
         drop = j if j < len(all_layers) and isinstance(all_layers[j], layers.Dropout) else None
         j += drop is not None
         if (isinstance(all_layers[i], layers.SpikingLayer) and i != last_spiking and scan == "sequential"
-                and j < len(all_layers) and isinstance(all_layers[j], (layers.DualExpFilter, layers.LowPassFilter))):
+                and j < len(all_layers) and isinstance(all_layers[j], layers.SynapseFilter)):
             passes.append((i, drop, j))
             i = j + 1
         else:

@@ -55,10 +55,10 @@ def test_held_filter_equals_the_filter_of_the_repeated_frame(make, length):
 
 @pytest.fixture
 def held_calls(monkeypatch):
-    """How many times a network took the step-response route (layers._Filter.held)."""
+    """How many times a network took the step-response route (layers.SynapseFilter.held)."""
     calls = []
-    original = layers._Filter.held
-    monkeypatch.setattr(layers._Filter, "held", lambda self, *a: calls.append(1) or original(self, *a))
+    original = layers.SynapseFilter.held
+    monkeypatch.setattr(layers.SynapseFilter, "held", lambda self, *a: calls.append(1) or original(self, *a))
     return calls
 
 
