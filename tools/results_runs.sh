@@ -95,4 +95,4 @@ mkdir -p "$runs"
    seed=; [[ $spec == *@* ]] && seed=${spec#*@}
    "${spec%@*}" "$seed" || break
  done) </dev/null >/dev/null 2>&1 &
-echo "started in the background (queue pid $!): $*; logs: $runs/<experiment>.log; progress: $0 $runs $mnist status"
+echo "started in the background (queue pid $!): $*; logs: $runs/<experiment>.log (<experiment>_seed<N>.log for EXPERIMENT@N); progress: $0 $runs $mnist status"
