@@ -160,7 +160,7 @@ class SpikingLayer(nnx.Module):
     scan and its state are at least float32 (`dynamics_dtype`)."""
 
     def _init_neuron(self, output_shape, tau_m, reset_v, membrane_filter, surrogate_name, surrogate_width,
-                     threshold, dtype, param_dtype):
+                     threshold, dtype, param_dtype, cpu_kernel):
         decay = math.exp(-1.0 / tau_m)
         self.neuron_shape = tuple(output_shape)
         param_dtype = dynamics_dtype(param_dtype)
@@ -171,6 +171,7 @@ class SpikingLayer(nnx.Module):
         self.surrogate_name = surrogate_name
         self.surrogate_width = float(surrogate_width)
         self.threshold = float(threshold)
+        self.cpu_kernel = cpu_kernel
         self.dtype = dtype
         self.state_dtype = dynamics_dtype(dtype)
 
@@ -195,7 +196,7 @@ class SpikingLayer(nnx.Module):
                                                               dropout_key)
         cast = lambda v: v[...].astype(self.state_dtype)
         spec = neurons.NeuronSpec(self.membrane_filter, self.threshold, self.surrogate_name, self.surrogate_width,
-                                  0.0 if keep is None else dropout.rate, keep_spikes)
+                                  0.0 if keep is None else dropout.rate, keep_spikes, self.cpu_kernel)
         current = checkpoint_name(self.current(x), SYNAPTIC_CURRENT)
         return neurons.spiking_scan(
             current, state, spec, reset_decay=cast(self.reset_decay), reset_v=cast(self.reset_v),
@@ -218,12 +219,12 @@ class SpikingDense(SpikingLayer):
     def __init__(self, in_features: int, out_features: int, *, tau_m: float, use_bias: bool = True,
                  reset_v: float = 1.0, membrane_filter: bool = False, surrogate_name: str = "gaussian",
                  surrogate_width: float = 0.4, threshold: float = 1.0, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 param_dtype=jnp.float32, cpu_kernel: str = "native", rngs: nnx.Rngs):
         self.kernel = nnx.Param(_torch_uniform(rngs.params(), (in_features, out_features), in_features, param_dtype))
         self.bias = (nnx.Param(_torch_uniform(rngs.params(), (out_features,), in_features, param_dtype))
                      if use_bias else None)
         self._init_neuron((out_features,), tau_m, reset_v, membrane_filter, surrogate_name, surrogate_width,
-                          threshold, dtype, param_dtype)
+                          threshold, dtype, param_dtype, cpu_kernel)
 
     def current(self, x):
         # One [T*B, N_in] x [N_in, N_out] product. As a 2-D matmul, not an einsum over (t, b): XLA CPU runs the
@@ -243,7 +244,8 @@ class SpikingConv(SpikingLayer):
     def __init__(self, input_shape: Sequence[int], out_channels: int, kernel_size: int, stride: int,
                  padding: int, *, tau_m: float, use_bias: bool = True, reset_v: float = 1.0,
                  membrane_filter: bool = False, surrogate_name: str = "gaussian", surrogate_width: float = 0.4,
-                 threshold: float = 1.0, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 threshold: float = 1.0, dtype=jnp.float32, param_dtype=jnp.float32, cpu_kernel: str = "native",
+                 rngs: nnx.Rngs):
         h, w, c_in = input_shape
         fan_in = c_in * kernel_size * kernel_size
         self.kernel = nnx.Param(_torch_uniform(rngs.params(), (kernel_size, kernel_size, c_in, out_channels),
@@ -256,7 +258,7 @@ class SpikingConv(SpikingLayer):
         if h_out < 1 or w_out < 1:
             raise ValueError(f"conv k={kernel_size} s={stride} p={padding} does not fit input {tuple(input_shape)}")
         self._init_neuron((h_out, w_out, out_channels), tau_m, reset_v, membrane_filter, surrogate_name,
-                          surrogate_width, threshold, dtype, param_dtype)
+                          surrogate_width, threshold, dtype, param_dtype, cpu_kernel)
 
     def current(self, x):
         t, b = x.shape[:2]

@@ -29,6 +29,10 @@ import jax
 import jax.numpy as jnp
 
 from iirsnn_jax import recurrence, surrogate
+from iirsnn_jax.native import spiking_scan as native_scan
+
+
+CPU_KERNELS = ("native", "xla")
 
 
 class NeuronState(NamedTuple):
@@ -47,6 +51,9 @@ class NeuronSpec(NamedTuple):
     width: float = 0.4
     dropout_rate: float = 0.0  # used when a keep mask is given
     keep_spikes: bool = False  # with a filter: also return the spikes [T, B, *F]
+    # On CPU: "native" runs the scan in the compiled kernel of native/spiking_scan.cc (same results, faster),
+    # "xla" as a lax.scan. Other backends always use the lax.scan.
+    cpu_kernel: str = "native"
 
 
 class ScanOutput(NamedTuple):
@@ -94,6 +101,8 @@ def spiking_scan(current, state: NeuronState | None, spec: NeuronSpec, *, reset_
     """
     if spec.surrogate not in surrogate.SURROGATES:
         raise ValueError(f"unknown surrogate {spec.surrogate!r}; expected one of {sorted(surrogate.SURROGATES)}")
+    if spec.cpu_kernel not in CPU_KERNELS:
+        raise ValueError(f"cpu_kernel must be one of {CPU_KERNELS}, got {spec.cpu_kernel!r}")
     def as_state(given, count):  # a tuple of [B, *F] arrays in the current's dtype; zeros when None
         if given is None:
             return tuple(jnp.zeros(current.shape[1:], current.dtype) for _ in range(count))
@@ -132,9 +141,31 @@ def _dropped(spec, s, keep_t):
     return s if keep_t is None else jnp.where(keep_t, s / (1.0 - spec.dropout_rate), jnp.zeros_like(s))
 
 
+def _native(spec, current, *per_element) -> bool:
+    """Whether this scan may run in the CPU kernel: asked for, built, and its parameters the same for every
+    sample (the kernel indexes them by feature)."""
+    return (spec.cpu_kernel == "native" and current.ndim >= 2 and current.dtype in (jnp.float32, jnp.float64)
+            and all(a is None or native_scan.per_feature(a, current.shape[2:]) for a in per_element)
+            and native_scan.available())
+
+
+def _on_cpu(native, fallback, *args):
+    """native(*args) when lowered for CPU, fallback(*args) elsewhere (jax.lax.platform_dependent)."""
+    return jax.lax.platform_dependent(*args, cpu=native, default=fallback)
+
+
 def _run_forward(spec, current, bias, constants, keep, coefficients, state, filter_state, *, save_v: bool):
-    """(out, v or None, spikes or None, counts, final neuron state, final filter state): the scan stacks only
-    what is asked for (each stacked output is a [T, B, *F] buffer)."""
+    """(out, v or None, spikes or None, counts, final neuron state, final filter state)."""
+    xla = functools.partial(_xla_forward, spec, save_v=save_v)
+    if not _native(spec, current, bias, *constants, *(coefficients or ())):
+        return xla(current, bias, constants, keep, coefficients, state, filter_state)
+    native = functools.partial(native_scan.forward, spec, save_v=save_v)
+    return _on_cpu(native, xla, current, bias, constants, keep, coefficients, state, filter_state)
+
+
+def _xla_forward(spec, current, bias, constants, keep, coefficients, state, filter_state, *, save_v: bool):
+    """_run_forward as a lax.scan, which stacks only what is asked for (each stacked output is a [T, B, *F]
+    buffer)."""
     spikes_too = spec.keep_spikes and coefficients is not None
 
     def body(carry, inputs):
@@ -167,6 +198,29 @@ def _scan_fwd(spec, current, bias, constants, keep, coefficients, state, filter_
 def _scan_bwd(spec, residuals, cotangents):
     v, y, bias, constants, keep, coefficients, filter_init = residuals
     ct_out, ct_spikes, ct_counts, (ct_v_final, ct_r_final), ct_filter_final = cotangents
+    ct_spikes = ct_spikes if spec.keep_spikes and coefficients is not None else None
+    args = (v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final, ct_r_final,
+            ct_filter_final)
+    xla = functools.partial(_xla_reverse, spec)
+    if _native(spec, v, *constants, *(coefficients or ())):
+        native = lambda v, *rest: native_scan.backward(
+            spec, v, rest[0], surrogate.slope(v, spec.threshold, spec.surrogate, spec.width), *rest[1:])
+        ct_current, ct_v0, ct_r0, lam, grads = _on_cpu(native, xla, *args)
+    else:
+        ct_current, ct_v0, ct_r0, lam, grads = xla(*args)
+    ct_bias = None if bias is None else recurrence.sum_to_shape(ct_current, bias)
+    if coefficients is None:
+        ct_coefficients, ct_filter_init = None, None
+    else:
+        ct_coefficients, ct_filter_init = recurrence.finish_adjoint(coefficients, lam, grads, filter_init,
+                                                                    ct_filter_final, v.shape[0])
+    return (ct_current, ct_bias, (None, None, None), None, ct_coefficients, (ct_v0, ct_r0), ct_filter_init)
+
+
+def _xla_reverse(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final, ct_r_final,
+                 ct_filter_final):
+    """The reverse scan as a lax.scan: (ct_current, ct_v0, ct_r0, lam or None, coefficient gradient
+    accumulators or None), the last four [B, *F]."""
     reset_decay, reset_v, decay_v = constants
     length = v.shape[0]
     per_sample = lambda c: c.reshape(c.shape + (1,) * (v.ndim - 2)).astype(v.dtype)  # [B] -> [B, 1, ...]
@@ -194,17 +248,9 @@ def _scan_bwd(spec, residuals, cotangents):
     lam, grads = recurrence.zero_adjoint(coefficients, zero) if coefficients is not None else (None, None)
     gr = jnp.broadcast_to(ct_r_final, zero.shape).astype(v.dtype)
     gvm = jnp.broadcast_to(ct_v_final, zero.shape).astype(v.dtype) if spec.membrane_filter else None
-    ct_spikes = ct_spikes if spec.keep_spikes and coefficients is not None else None
     inputs = (jnp.arange(length), ct_out, ct_spikes, v, keep, y)
     (ct_r0, ct_v0, lam, grads), ct_current = jax.lax.scan(body, (gr, gvm, lam, grads), inputs, reverse=True)
-    ct_state = (zero if ct_v0 is None else ct_v0, ct_r0)
-    ct_bias = None if bias is None else recurrence.sum_to_shape(ct_current, bias)
-    if coefficients is None:
-        ct_coefficients, ct_filter_init = None, None
-    else:
-        ct_coefficients, ct_filter_init = recurrence.finish_adjoint(coefficients, lam, grads, filter_init,
-                                                                    ct_filter_final, length)
-    return (ct_current, ct_bias, (None, None, None), None, ct_coefficients, ct_state, ct_filter_init)
+    return ct_current, zero if ct_v0 is None else ct_v0, ct_r0, lam, grads
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd)

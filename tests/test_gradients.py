@@ -166,6 +166,7 @@ def _network_loss(name, seed=0):
         setattr(cfg, key, value)
     cfg.dtype = cfg.param_dtype = "float64"
     cfg.surrogate_width = 0.3
+    cfg.cpu_kernel = "xla"  # the monkeypatched spike is Python: the compiled CPU kernel has the real one
     model = models.build_model(cfg, seed=seed)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     flat, unravel = ravel_pytree(params)

@@ -1,7 +1,8 @@
 """neurons.spiking_scan (the neuron with the next layer's dropout and filter in one scan, hand-written backward)
 against an autodiff route of the same equations (tests/autodiff_neuron.py), with the real surrogate, in float64.
 
-Forward: outputs, spikes, counts and final states equal exactly. Backward: gradients w.r.t. the current, the
+Both CPU routes (the compiled kernel, native/spiking_scan.cc, and the lax.scan). Forward: outputs, spikes,
+counts and final states equal exactly. Backward: gradients w.r.t. the current, the
 bias, the filter coefficients and both initial states equal to float64 rounding, for every combination of
 filter (none, low-pass, dual-exponential), dropout, membrane filter and T in {1, 2, 11} (the whole grid with
 `-m slow`).
@@ -64,11 +65,13 @@ GRID = [(t, f, d, m) for t in (1, 2, 11) for f in (0, 1, 2) for d in (False, Tru
         if (f or not d) and (t, f, d, m) not in CASES]  # dropout runs in the scan only before a filter
 
 
+@pytest.mark.parametrize("cpu_kernel", neurons.CPU_KERNELS)
 @pytest.mark.parametrize("length, filter_order, dropout, membrane_filter",
                          CASES + [pytest.param(*case, marks=pytest.mark.slow) for case in GRID])
-def test_hand_written_backward_equals_autodiff(length, filter_order, dropout, membrane_filter):
+def test_hand_written_backward_equals_autodiff(length, filter_order, dropout, membrane_filter, cpu_kernel):
     current, state, spec, args, keep, coefficients, filter_state, weights = _case(
         length, filter_order, dropout, membrane_filter, seed=length * 10 + filter_order + 100 * dropout)
+    spec = spec._replace(cpu_kernel=cpu_kernel)  # the compiled CPU kernel or the lax.scan
     keep = None if keep is None else jnp.asarray(keep)
     results = []
     for scan in (neurons.spiking_scan, autodiff_neuron.autodiff_scan):
