@@ -19,6 +19,11 @@ recurrence.py) is written out in `_scan_bwd`:
     gs[t] = dL/ds[t] + reset_v gr[t]
     gv[t] = slope(v[t]) gs[t] + decay_v gv[t+1]    (last term only with the membrane filter)
     dL/dI[t] = gv[t]
+
+On CPU both passes run by default in a compiled kernel (native/spiking_scan.cc, `NeuronSpec.cpu_kernel`): the
+same float operations in the same order, with a block of elements carried through all T steps, where XLA's
+loop makes several passes over all elements per step. Other backends, and `cpu_kernel="xla"`, run the
+`lax.scan`s below.
 """
 from __future__ import annotations
 
@@ -144,9 +149,10 @@ def _dropped(spec, s, keep_t):
 def _native(spec, current, *per_element) -> bool:
     """Whether this scan may run in the CPU kernel: asked for, built, and its parameters the same for every
     sample (the kernel indexes them by feature)."""
-    return (spec.cpu_kernel == "native" and current.ndim >= 2 and current.dtype in (jnp.float32, jnp.float64)
+    return (spec.cpu_kernel == "native" and jax.default_backend() == "cpu" and current.ndim >= 2
+            and current.dtype in (jnp.float32, jnp.float64)
             and all(a is None or native_scan.per_feature(a, current.shape[2:]) for a in per_element)
-            and native_scan.available())
+            and native_scan.available())  # last: it compiles the kernel on first use
 
 
 def _on_cpu(native, fallback, *args):

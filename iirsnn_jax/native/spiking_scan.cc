@@ -23,7 +23,7 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kBlock = 1024;  // elements carried through T at once: their state stays in L2, each row read is 4-8 KB
+constexpr int64_t kBlock = 1024;  // elements carried through T at once: state in L2, rows of 4-8 KB
 
 // Runs fn(block) for every block, on the calling thread and XLA's intra-op pool. The caller works too and only
 // waits for blocks that another thread has claimed, so this cannot deadlock when the pool is busy; a task

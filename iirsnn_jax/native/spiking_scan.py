@@ -1,14 +1,15 @@
 """The spiking scan's CPU kernel (spiking_scan.cc): built on first use, registered as an XLA FFI target.
 
 On CPU, XLA runs `lax.scan` as a loop whose body is several separate passes over all B x F elements per time
-step, each re-reading the carried state from memory; the kernel carries a block of 256 elements through all T
-steps in local arrays instead (docs/performance.md: the MLP's spiking scans 4-5x faster). It computes exactly
-what neurons._forward_step and neurons._scan_bwd compute, in the same float order; the surrogate slope is
-evaluated by XLA before the backward kernel, so every surrogate works unchanged.
+step, each re-reading the carried state from memory; the kernel carries a block of 1024 elements through all
+T steps in local arrays instead (docs/performance.md: the forward pass about 2x faster, snn_mlp_1's and
+snn_conv_1_mnist's steps 1.1-1.2x). It computes exactly what neurons._forward_step and neurons._scan_bwd
+compute, in the same float order; the surrogate slope is evaluated by XLA before the backward kernel, so
+every surrogate works unchanged.
 
 The library is compiled once per machine with the C++ compiler that `CXX` names (default `c++`), against the
 XLA FFI headers that jaxlib ships, into `$IIRSNN_CACHE_DIR` (default `$XDG_CACHE_HOME/iirsnn_jax` or
-`~/.cache/iirsnn_jax`), keyed by the source, the flags, the jaxlib version and the CPU. Without a compiler the
+`~/.cache/iirsnn_jax`), keyed by the source, the flags, the JAX version and the CPU. Without a compiler the
 scans stay on XLA (`model.cpu_kernel = "xla"` chooses that explicitly) after one warning.
 
 Array layout of the calls: step arrays [T, B, Fs] (Fs = prod of the feature shape), per-element parameters
