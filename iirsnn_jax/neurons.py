@@ -209,8 +209,7 @@ def _scan_bwd(spec, residuals, cotangents):
             ct_filter_final)
     xla = functools.partial(_xla_reverse, spec)
     if _native(spec, v, *constants, *(coefficients or ())):
-        native = lambda v, *rest: native_scan.backward(
-            spec, v, rest[0], surrogate.slope(v, spec.threshold, spec.surrogate, spec.width), *rest[1:])
+        native = functools.partial(native_scan.backward, spec)
         ct_current, ct_v0, ct_r0, lam, grads = _on_cpu(native, xla, *args)
     else:
         ct_current, ct_v0, ct_r0, lam, grads = xla(*args)

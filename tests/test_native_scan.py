@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from iirsnn_jax import experiments, models, neurons
+from iirsnn_jax import experiments, models, neurons, surrogate
 from iirsnn_jax.native import spiking_scan as native_scan
 
 pytestmark = pytest.mark.skipif(not native_scan.available(), reason="no C++ compiler for the CPU kernel")
@@ -75,6 +75,19 @@ def test_kernel_equals_lax_scan(filter_order, dropout, membrane):
     flat, flat_xla = jax.tree.leaves(grads), jax.tree.leaves(grads_xla)
     assert len(flat) == len(flat_xla) == 4 + (0, 2, 5)[filter_order]
     for ours, theirs in zip(flat, flat_xla):
+        np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(theirs).max())))
+
+
+@pytest.mark.parametrize("name", sorted(surrogate.SURROGATES))
+def test_every_surrogate_slope_equals_lax_scan(name):
+    """The kernel evaluates the surrogate slopes itself (its own exp for the Gaussian): gradients agree."""
+    assert set(native_scan.SURROGATES) == set(surrogate.SURROGATES)
+    spec, *rest = _inputs(2, True, False, seed=11)
+    case = (spec._replace(surrogate=name, width=0.5), *rest)
+    _, value, grads = _run("native", *case)
+    _, value_xla, grads_xla = _run("xla", *case)
+    np.testing.assert_allclose(value, value_xla, rtol=1e-6)
+    for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_xla)):
         np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(theirs).max())))
 
 

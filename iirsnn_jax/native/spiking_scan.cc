@@ -13,7 +13,10 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <memory>
 #include <mutex>
 
@@ -76,6 +79,70 @@ void LoadFeatures(R* dst, const R* src, int64_t n0, int64_t m, int64_t features,
 template <typename R>
 void LoadState(R* dst, const R* src, int64_t n0, int64_t m) {
   for (int64_t i = 0; i < m; ++i) dst[i] = src ? src[n0 + i] : R(0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Surrogate slopes (surrogate.py), evaluated in the backward kernel: a precomputed [T, N] slope would be one
+// more pass over memory per layer. The order of surrogate.SURROGATES; results agree with XLA's to an ulp or two
+// (its exp is another polynomial), which only the gradients see.
+// ---------------------------------------------------------------------------------------------------------
+enum Surrogate : int64_t { kGaussian = 0, kFastSigmoid = 1, kAtan = 2, kTriangle = 3 };
+
+// exp(x) for x <= 0, plain arithmetic so that gcc vectorises the loop around it: x = n ln2 + r, |r| <= ln2 / 2,
+// exp(r) by its Taylor series (float: degree 7, double: degree 13; truncation below half an ulp), times 2^n
+// built in the exponent bits. Below the smallest normal result it returns 0.
+template <typename R>
+inline R ExpNonPositive(R x) {
+  constexpr bool kFloat = sizeof(R) == 4;
+  using Int = std::conditional_t<kFloat, int32_t, int64_t>;
+  const R lowest = kFloat ? R(-87.0) : R(-708.0);
+  const bool zero = x < lowest;
+  x = x < lowest ? lowest : x;
+  const R n = std::floor(x * R(1.4426950408889634) + R(0.5));
+  const R r = (x - n * R(6.93147180369123816490e-01)) - n * R(1.90821492927058770002e-10);
+  R p = R(1);
+  constexpr int kDegree = kFloat ? 7 : 13;
+  for (int k = kDegree; k >= 1; --k) p = R(1) + p * r / R(k);  // Horner on 1 + r/1 (1 + r/2 (1 + ...))
+  const Int bits = (static_cast<Int>(n) + (kFloat ? 127 : 1023)) << (kFloat ? 23 : 52);
+  R scale;
+  std::memcpy(&scale, &bits, sizeof(R));
+  return zero ? R(0) : p * scale;
+}
+
+// slope[i] = surrogate'(v[i] - threshold), the formulas of surrogate.py with their constants in R.
+template <typename R>
+void Slopes(R* __restrict__ slope, const R* __restrict__ v, int64_t m, R threshold, int64_t kind, double width) {
+  const R w = static_cast<R>(width);
+  switch (kind) {
+    case kGaussian: {
+      const R twice_var = static_cast<R>(2.0 * width * width), norm = static_cast<R>(2.506628 * width);
+      for (int64_t i = 0; i < m; ++i) {
+        const R x = v[i] - threshold;
+        slope[i] = ExpNonPositive(-(x * x) / twice_var) / norm;
+      }
+      break;
+    }
+    case kFastSigmoid:
+      for (int64_t i = 0; i < m; ++i) {
+        const R d = R(1) + std::abs(v[i] - threshold) / w;
+        slope[i] = R(1) / (d * d);
+      }
+      break;
+    case kAtan: {
+      const R half_over_w = static_cast<R>(0.5 / width), pi = static_cast<R>(3.141592653589793),
+              two_w = static_cast<R>(2.0 * width);
+      for (int64_t i = 0; i < m; ++i) {
+        const R u = pi * (v[i] - threshold) / two_w;
+        slope[i] = half_over_w / (R(1) + u * u);
+      }
+      break;
+    }
+    default:  // kTriangle
+      for (int64_t i = 0; i < m; ++i) {
+        const R u = R(1) - std::abs(v[i] - threshold) / w;
+        slope[i] = (u > R(0) ? u : R(0)) / w;
+      }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -163,12 +230,14 @@ void ForwardBlock(const ForwardArgs<R>& a, int64_t block) {
 template <typename R>
 struct BackwardArgs {
   Shape shape;
-  const R *ct_out, *ct_spikes, *v, *slope, *y;
+  const R *ct_out, *ct_spikes, *v, *y;
   const uint8_t* keep;  // XLA PRED: one byte each (read as bytes: a bool load is not vectorised)
   const R *reset_decay, *reset_v, *decay_v, *a1, *a2, *b, *ct_counts;
   const R *ct_v_final, *ct_r_final, *ct_y1_final, *ct_y2_final;
   R *ct_current, *ct_v0, *ct_r0, *lam1, *lam2, *g1, *g2, *gb;
   R threshold, keep_divisor;
+  int64_t surrogate;
+  double width;
 };
 
 template <typename R, int kOrder, bool kKeep, bool kMembrane>
@@ -202,7 +271,8 @@ void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
     const int64_t at = t * n + n0;
     const R* __restrict__ ct_out = a.ct_out + at;
     const R* __restrict__ v = a.v + at;
-    const R* __restrict__ slope = a.slope + at;
+    R slope[kBlock];
+    Slopes(slope, v, m, threshold, a.surrogate, a.width);
     const R* __restrict__ y = kOrder > 0 ? a.y + at : zeros;
     const R* __restrict__ ct_spikes = a.ct_spikes ? a.ct_spikes + at : zeros;
     const uint8_t* __restrict__ keep = kKeep ? a.keep + at : nullptr;
@@ -352,7 +422,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer current, ffi::AnyBuf
 
 template <typename R>
 ffi::Error BackwardTyped(ffi::ThreadPool& pool, const ffi::AnyBuffer& ct_out, const ffi::AnyBuffer& ct_spikes,
-                         const ffi::AnyBuffer& v, const ffi::AnyBuffer& slope, const ffi::AnyBuffer& y,
+                         const ffi::AnyBuffer& v, const ffi::AnyBuffer& y,
                          const ffi::AnyBuffer& keep, const ffi::AnyBuffer& reset_decay,
                          const ffi::AnyBuffer& reset_v, const ffi::AnyBuffer& decay_v, const ffi::AnyBuffer& a1,
                          const ffi::AnyBuffer& a2, const ffi::AnyBuffer& b, const ffi::AnyBuffer& ct_counts,
@@ -363,22 +433,23 @@ ffi::Error BackwardTyped(ffi::ThreadPool& pool, const ffi::AnyBuffer& ct_out, co
                          ffi::Result<ffi::AnyBuffer>& lam2, ffi::Result<ffi::AnyBuffer>& g1,
                          ffi::Result<ffi::AnyBuffer>& g2, ffi::Result<ffi::AnyBuffer>& gb, int64_t order,
                          bool membrane, int64_t batch, int64_t features, double threshold,
-                         double keep_divisor) {
+                         double keep_divisor, int64_t surrogate, double width) {
   const int64_t length = v.dimensions()[0];
   BackwardArgs<R> args{{length, static_cast<int64_t>(v.element_count()) / length, features, batch},
-                       In<R>(ct_out), In<R>(ct_spikes), In<R>(v), In<R>(slope), In<R>(y),
+                       In<R>(ct_out), In<R>(ct_spikes), In<R>(v), In<R>(y),
                        keep.element_count() ? static_cast<const uint8_t*>(keep.untyped_data()) : nullptr,
                        In<R>(reset_decay), In<R>(reset_v), In<R>(decay_v), In<R>(a1), In<R>(a2), In<R>(b),
                        In<R>(ct_counts), In<R>(ct_v_final), In<R>(ct_r_final), In<R>(ct_y1_final),
                        In<R>(ct_y2_final),
                        Out<R>(ct_current), Out<R>(ct_v0), Out<R>(ct_r0), Out<R>(lam1), Out<R>(lam2), Out<R>(g1),
-                       Out<R>(g2), Out<R>(gb), static_cast<R>(threshold), static_cast<R>(keep_divisor)};
+                       Out<R>(g2), Out<R>(gb), static_cast<R>(threshold), static_cast<R>(keep_divisor),
+                       surrogate, width};
   Dispatch<Backward, R>(pool, args, order, args.keep != nullptr, membrane);
   return ffi::Error::Success();
 }
 
 ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuffer ct_spikes, ffi::AnyBuffer v,
-                        ffi::AnyBuffer slope, ffi::AnyBuffer y, ffi::AnyBuffer keep, ffi::AnyBuffer reset_decay,
+                        ffi::AnyBuffer y, ffi::AnyBuffer keep, ffi::AnyBuffer reset_decay,
                         ffi::AnyBuffer reset_v, ffi::AnyBuffer decay_v, ffi::AnyBuffer a1, ffi::AnyBuffer a2,
                         ffi::AnyBuffer b, ffi::AnyBuffer ct_counts, ffi::AnyBuffer ct_v_final,
                         ffi::AnyBuffer ct_r_final, ffi::AnyBuffer ct_y1_final, ffi::AnyBuffer ct_y2_final,
@@ -386,14 +457,17 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuf
                         ffi::Result<ffi::AnyBuffer> ct_r0, ffi::Result<ffi::AnyBuffer> lam1,
                         ffi::Result<ffi::AnyBuffer> lam2, ffi::Result<ffi::AnyBuffer> g1,
                         ffi::Result<ffi::AnyBuffer> g2, ffi::Result<ffi::AnyBuffer> gb, int64_t order,
-                        bool membrane, int64_t batch, int64_t features, double threshold, double keep_divisor) {
+                        bool membrane, int64_t batch, int64_t features, double threshold, double keep_divisor,
+                        int64_t surrogate, double width) {
   if (auto error = CheckCommon(v, order, batch, features); error.failure()) return error;
+  if (surrogate < kGaussian || surrogate > kTriangle || !(width > 0))
+    return ffi::Error::InvalidArgument("spiking scan: unknown surrogate or width not positive");
   auto run = [&](auto zero) {
     using R = decltype(zero);
-    return BackwardTyped<R>(pool, ct_out, ct_spikes, v, slope, y, keep, reset_decay, reset_v, decay_v, a1, a2, b,
+    return BackwardTyped<R>(pool, ct_out, ct_spikes, v, y, keep, reset_decay, reset_v, decay_v, a1, a2, b,
                             ct_counts, ct_v_final, ct_r_final, ct_y1_final, ct_y2_final, ct_current, ct_v0,
                             ct_r0, lam1, lam2, g1, g2, gb, order, membrane, batch, features, threshold,
-                            keep_divisor);
+                            keep_divisor, surrogate, width);
   };
   return v.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
 }
@@ -436,7 +510,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, BackwardImpl,
                                   .Arg<ffi::AnyBuffer>()  // ct_out [T, N]
                                   .Arg<ffi::AnyBuffer>()  // ct_spikes [T, N]
                                   .Arg<ffi::AnyBuffer>()  // v [T, N]
-                                  .Arg<ffi::AnyBuffer>()  // slope [T, N]
                                   .Arg<ffi::AnyBuffer>()  // y [T, N] (the filter's output)
                                   .Arg<ffi::AnyBuffer>()  // keep [T, N] bool
                                   .Arg<ffi::AnyBuffer>()  // reset_decay [F]
@@ -458,4 +531,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, BackwardImpl,
                                   .Ret<ffi::AnyBuffer>()  // g1 [N]
                                   .Ret<ffi::AnyBuffer>()  // g2 [N]
                                   .Ret<ffi::AnyBuffer>()  // gb [N]
-                                      IIRSNN_ATTRS);
+                                      IIRSNN_ATTRS.Attr<int64_t>("surrogate").Attr<double>("width"));

@@ -4,8 +4,8 @@ On CPU, XLA runs `lax.scan` as a loop whose body is several separate passes over
 step, each re-reading the carried state from memory; the kernel carries a block of 1024 elements through all
 T steps in local arrays instead (docs/performance.md: the forward pass about 2x faster, snn_mlp_1's and
 snn_conv_1_mnist's steps 1.1-1.2x). It computes exactly what neurons._forward_step and neurons._scan_bwd
-compute, in the same float order; the surrogate slope is evaluated by XLA before the backward kernel, so
-every surrogate works unchanged.
+compute, in the same float order (the surrogate slopes' exp is the kernel's own polynomial, within an ulp or
+two of XLA's).
 
 The library is compiled once per machine with the C++ compiler that `CXX` names (default `c++`), against the
 XLA FFI headers that jaxlib ships, into `$IIRSNN_CACHE_DIR` (default `$XDG_CACHE_HOME/iirsnn_jax` or
@@ -33,10 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 
 SOURCE = Path(__file__).with_name("spiking_scan.cc")
+SURROGATES = ("gaussian", "fast_sigmoid", "atan", "triangle")  # the kernel's numbering (enum Surrogate)
 FORWARD_TARGET = "iirsnn_spiking_scan_forward"
 BACKWARD_TARGET = "iirsnn_spiking_scan_backward"
 # FMA contraction as XLA CPU's LLVM backend contracts: the forward pass then rounds exactly as the XLA route.
-FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=fast")
+# No trapping math: lets gcc turn selects into vector blends (the results do not change).
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=fast", "-fno-trapping-math")
 ARCH_FLAGS = ("-march=native",)  # retried without, for compilers that do not know it
 
 
@@ -164,7 +166,7 @@ def forward(spec, current, bias, constants, keep, coefficients, state, filter_st
             jnp.sum(counts, axis=1), (final(v_final), final(r_final)), filter_final)
 
 
-def backward(spec, v, y, slope, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final,
+def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final,
              ct_r_final, ct_filter_final):
     """The reverse scan of neurons._scan_bwd: (ct_current [T, B, *F], ct_v0, ct_r0, lam tuple or None,
     per-element coefficient gradient accumulators or None), each state-shaped."""
@@ -187,14 +189,15 @@ def backward(spec, v, y, slope, keep, constants, coefficients, ct_out, ct_spikes
                state_shape if order == 2 else none)
     ct_current, ct_v0, ct_r0, lam1, lam2, g1, g2, gb = jax.ffi.ffi_call(
         BACKWARD_TARGET, results, vmap_method="sequential")(
-        steps(ct_out), empty if ct_spikes is None else steps(ct_spikes), steps(v), steps(slope),
+        steps(ct_out), empty if ct_spikes is None else steps(ct_spikes), steps(v),
         empty if y is None else steps(y), jnp.zeros((0,), jnp.bool_) if keep is None else keep.reshape(length, batch, fs),
         _features(reset_decay, features, dtype), _features(reset_v, features, dtype),
         _features(decay_v, features, dtype), _features(a1, features, dtype), _features(a2, features, dtype),
         _features(b, features, dtype), ct_counts.astype(dtype),
         flat(ct_v_final), flat(ct_r_final),
         flat(ct_final[0]) if len(ct_final) > 0 else empty, flat(ct_final[1]) if len(ct_final) > 1 else empty,
-        **_attrs(spec, order, batch, fs))
+        **_attrs(spec, order, batch, fs), surrogate=np.int64(SURROGATES.index(spec.surrogate)),
+        width=np.float64(spec.width))
     state = lambda a: a.reshape(v.shape[1:])
     if order == 0:
         lam, grads = None, None
