@@ -62,7 +62,7 @@ def _float_input(x, *coefficients):
 
 
 def dual_exp_iir(x, alpha_1, alpha_2, beta_1, state: DualExpState | None = None, *, scan: str = "sequential",
-                 time_axis: int = 0):
+                 time_axis: int = 0, cpu_kernel: str = "native"):
     """y[t] = alpha_1 * y[t-1] + alpha_2 * y[t-2] + beta_1 * x[t].
 
     Args:
@@ -70,27 +70,30 @@ def dual_exp_iir(x, alpha_1, alpha_2, beta_1, state: DualExpState | None = None,
       alpha_1, alpha_2, beta_1: coefficients broadcastable to [B, *F] (one per element of F).
       state: initial (y[-1], y[-2]); zeros when None.
       scan: "sequential" or "associative" (recurrence.py; equal to float rounding).
+      cpu_kernel: "native" runs the sequential solver on CPU in the compiled kernel (native/), "xla" as a
+        lax.scan (the same values).
     Returns:
       (y [T, B, *F], final DualExpState).
     """
     x = _float_input(x, alpha_1, alpha_2, beta_1)
     y, final = recurrence.solve(x, (alpha_1, alpha_2, beta_1), _initial(state, x, time_axis, 2), method=scan,
-                                time_axis=time_axis)
+                                time_axis=time_axis, cpu_kernel=cpu_kernel)
     return y, DualExpState(*final)
 
 
 def first_order_low_pass(x, alpha_1, state: LowPassState | None = None, *, scan: str = "sequential",
-                         time_axis: int = 0):
+                         time_axis: int = 0, cpu_kernel: str = "native"):
     """y[t] = alpha_1 * y[t-1] + x[t] (no input gain, as the reference).
 
     Args:
       x: [T, B, *F] ([B, T, *F] with time_axis=1); alpha_1 broadcastable to [B, *F]; state: y[-1], zeros when
-      None; scan: "sequential" or "associative".
+      None; scan: "sequential" or "associative"; cpu_kernel: "native" or "xla", as dual_exp_iir.
     Returns:
       (y [T, B, *F], final LowPassState).
     """
     x = _float_input(x, alpha_1)
-    y, final = recurrence.solve(x, (alpha_1,), _initial(state, x, time_axis, 1), method=scan, time_axis=time_axis)
+    y, final = recurrence.solve(x, (alpha_1,), _initial(state, x, time_axis, 1), method=scan, time_axis=time_axis,
+                                cpu_kernel=cpu_kernel)
     return y, LowPassState(*final)
 
 

@@ -53,12 +53,13 @@ class _Filter(nnx.Module):
 
     state_type: type  # the filter's NamedTuple state, every field a [B, *F] array
 
-    def _init_filter(self, feature_shape, dtype, scan: str):
+    def _init_filter(self, feature_shape, dtype, scan: str, cpu_kernel: str):
         if scan not in recurrence.METHODS:
             raise ValueError(f"model.scan must resolve to one of {recurrence.METHODS}, got {scan!r}")
         self.feature_shape = tuple(feature_shape)
         self.dtype = dynamics_dtype(dtype)
         self.scan = scan
+        self.cpu_kernel = cpu_kernel
 
     def output_shape(self):
         return self.feature_shape
@@ -91,8 +92,8 @@ class DualExpFilter(SynapseFilter):
     state_type = filters.DualExpState
 
     def __init__(self, feature_shape: Sequence[int], tau_m: float, tau_s: float, *, trainable: bool = True,
-                 dtype=jnp.float32, param_dtype=jnp.float32, scan: str = "sequential"):
-        self._init_filter(feature_shape, dtype, scan)
+                 dtype=jnp.float32, param_dtype=jnp.float32, scan: str = "sequential", cpu_kernel: str = "native"):
+        self._init_filter(feature_shape, dtype, scan, cpu_kernel)
         a1, a2, b1 = filters.dual_exp_coefficients(tau_m, tau_s)
         param_dtype = dynamics_dtype(param_dtype)
         self.alpha_1 = _coefficient(a1, self.feature_shape, param_dtype, trainable)
@@ -106,7 +107,7 @@ class DualExpFilter(SynapseFilter):
     def __call__(self, x, state=None, *, key=None, time_axis: int = 0):
         """x [T, B, *F] ([B, T, *F] with time_axis=1) -> (y [T, B, *F], DualExpState)."""
         return filters.dual_exp_iir(_as_float(x, self.dtype), *self.coefficients(), state, scan=self.scan,
-                                    time_axis=time_axis)
+                                    time_axis=time_axis, cpu_kernel=self.cpu_kernel)
 
 
 class LowPassFilter(SynapseFilter):
@@ -115,8 +116,8 @@ class LowPassFilter(SynapseFilter):
     state_type = filters.LowPassState
 
     def __init__(self, feature_shape: Sequence[int], tau: float, *, trainable: bool = True,
-                 dtype=jnp.float32, param_dtype=jnp.float32, scan: str = "sequential"):
-        self._init_filter(feature_shape, dtype, scan)
+                 dtype=jnp.float32, param_dtype=jnp.float32, scan: str = "sequential", cpu_kernel: str = "native"):
+        self._init_filter(feature_shape, dtype, scan, cpu_kernel)
         self.alpha_1 = _coefficient(math.exp(-1.0 / tau), self.feature_shape, dynamics_dtype(param_dtype),
                                     trainable)
 
@@ -126,7 +127,7 @@ class LowPassFilter(SynapseFilter):
     def __call__(self, x, state=None, *, key=None, time_axis: int = 0):
         """x [T, B, *F] ([B, T, *F] with time_axis=1) -> (y [T, B, *F], LowPassState)."""
         return filters.first_order_low_pass(_as_float(x, self.dtype), *self.coefficients(), state,
-                                            scan=self.scan, time_axis=time_axis)
+                                            scan=self.scan, time_axis=time_axis, cpu_kernel=self.cpu_kernel)
 
 
 def _as_float(x, dtype):
@@ -141,7 +142,7 @@ class OutputFilter(_Filter):
 
     def __init__(self, feature_shape: Sequence[int], tau_m: float, tau_s: float, *, dtype=jnp.float32,
                  param_dtype=jnp.float32):
-        self._init_filter(feature_shape, dtype, "sequential")
+        self._init_filter(feature_shape, dtype, "sequential", "xla")  # its own lax.scan, no recurrence.solve
         param_dtype = dynamics_dtype(param_dtype)
         self.decay_m = Constant(jnp.asarray(math.exp(-1.0 / tau_m), param_dtype))
         self.decay_s = Constant(jnp.asarray(math.exp(-1.0 / tau_s), param_dtype))

@@ -83,10 +83,11 @@ class SpikingNetwork(nnx.Module):
         self.reference_spatial_order = cfg.reference_spatial_order
         dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         self.scan = resolve_scan(cfg.scan)
-        filter_args = dict(trainable=cfg.train_coefficients, dtype=dtype, param_dtype=param_dtype, scan=self.scan)
         cpu_kernel = getattr(cfg, "cpu_kernel", "native")  # configs saved before the option have no key
         if cpu_kernel not in neurons.CPU_KERNELS:
             raise ValueError(f"model.cpu_kernel must be one of {neurons.CPU_KERNELS}, got {cpu_kernel!r}")
+        filter_args = dict(trainable=cfg.train_coefficients, dtype=dtype, param_dtype=param_dtype, scan=self.scan,
+                           cpu_kernel=cpu_kernel)
         neuron_args = dict(tau_m=cfg.tau_m, use_bias=cfg.train_bias, reset_v=cfg.reset_v, cpu_kernel=cpu_kernel,
                            membrane_filter=cfg.membrane_filter, surrogate_name=cfg.surrogate,
                            surrogate_width=cfg.surrogate_width, threshold=cfg.threshold, dtype=dtype,

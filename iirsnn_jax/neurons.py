@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from iirsnn_jax import recurrence, surrogate
-from iirsnn_jax.native import spiking_scan as native_scan
+from iirsnn_jax.native import library, spiking_scan as native_scan
 
 
 CPU_KERNELS = ("native", "xla")
@@ -146,27 +146,13 @@ def _dropped(spec, s, keep_t):
     return s if keep_t is None else jnp.where(keep_t, s / (1.0 - spec.dropout_rate), jnp.zeros_like(s))
 
 
-def _native(spec, current, *per_element) -> bool:
-    """Whether this scan may run in the CPU kernel: asked for, built, and its parameters the same for every
-    sample (the kernel indexes them by feature)."""
-    return (spec.cpu_kernel == "native" and jax.default_backend() == "cpu" and current.ndim >= 2
-            and current.dtype in (jnp.float32, jnp.float64)
-            and all(a is None or native_scan.per_feature(a, current.shape[2:]) for a in per_element)
-            and native_scan.available())  # last: it compiles the kernel on first use
-
-
-def _on_cpu(native, fallback, *args):
-    """native(*args) when lowered for CPU, fallback(*args) elsewhere (jax.lax.platform_dependent)."""
-    return jax.lax.platform_dependent(*args, cpu=native, default=fallback)
-
-
 def _run_forward(spec, current, bias, constants, keep, coefficients, state, filter_state, *, save_v: bool):
     """(out, v or None, spikes or None, counts, final neuron state, final filter state)."""
     xla = functools.partial(_xla_forward, spec, save_v=save_v)
-    if not _native(spec, current, bias, *constants, *(coefficients or ())):
+    if not library.usable(spec.cpu_kernel, current, bias, *constants, *(coefficients or ())):
         return xla(current, bias, constants, keep, coefficients, state, filter_state)
     native = functools.partial(native_scan.forward, spec, save_v=save_v)
-    return _on_cpu(native, xla, current, bias, constants, keep, coefficients, state, filter_state)
+    return library.on_cpu(native, xla, current, bias, constants, keep, coefficients, state, filter_state)
 
 
 def _xla_forward(spec, current, bias, constants, keep, coefficients, state, filter_state, *, save_v: bool):
@@ -208,9 +194,9 @@ def _scan_bwd(spec, residuals, cotangents):
     args = (v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final, ct_r_final,
             ct_filter_final)
     xla = functools.partial(_xla_reverse, spec)
-    if _native(spec, v, *constants, *(coefficients or ())):
+    if library.usable(spec.cpu_kernel, v, *constants, *(coefficients or ())):
         native = functools.partial(native_scan.backward, spec)
-        ct_current, ct_v0, ct_r0, lam, grads = _on_cpu(native, xla, *args)
+        ct_current, ct_v0, ct_r0, lam, grads = library.on_cpu(native, xla, *args)
     else:
         ct_current, ct_v0, ct_r0, lam, grads = xla(*args)
     ct_bias = None if bias is None else recurrence.sum_to_shape(ct_current, bias)

@@ -24,6 +24,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from iirsnn_jax.native import library, linear_recurrence as native_recurrence
+
 METHODS = ("sequential", "associative")
 
 
@@ -121,17 +123,24 @@ def sum_rows(rows):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def solve(x, coefficients, init, *, method: str = "sequential", time_axis: int = 0):
-    """(y [T, B, *F] time-major, final state tuple) of the recurrence from `init`."""
+def solve(x, coefficients, init, *, method: str = "sequential", time_axis: int = 0, cpu_kernel: str = "native"):
+    """(y [T, B, *F] time-major, final state tuple) of the recurrence from `init`. cpu_kernel: "native" runs the
+    sequential solver on CPU in the compiled kernel (native/linear_recurrence.cc), "xla" as a lax.scan."""
     if method not in METHODS:
         raise ValueError(f"scan method must be one of {METHODS}, got {method!r}")
     if time_axis not in (0, 1):
         raise ValueError(f"time_axis must be 0 or 1, got {time_axis}")
-    return _solve(method, time_axis, x, tuple(coefficients), tuple(init))
+    native = (method == "sequential" and all(jnp.result_type(a) == x.dtype for a in (*coefficients, *init))
+              and library.usable(cpu_kernel, x, *coefficients))
+    return _solve(method if not native else "native", time_axis, x, tuple(coefficients), tuple(init))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _solve(method, time_axis, x, coefficients, init):
+    if method == "native":  # the kernel where lowered for CPU, the lax.scan elsewhere
+        native = lambda *args: native_recurrence.forward(*args, time_axis)
+        xla = lambda *args: _solve.fun("sequential", time_axis, *args)
+        return library.on_cpu(native, xla, x, coefficients, init)
     if method == "associative":
         y = _associative(_time_major(x, time_axis), coefficients, init)
     else:
@@ -204,6 +213,15 @@ def _solve_fwd(method, time_axis, x, coefficients, init):
 def _solve_bwd(method, time_axis, residuals, cotangents):
     x, y, coefficients, init = residuals
     ct_y, ct_final = cotangents
+    if method == "native":
+        def native(x, y, coefficients, init, ct_y, ct_final):
+            ct_x, lam, grads = native_recurrence.backward(x, y, coefficients, ct_y, ct_final, time_axis)
+            grads, ct_init = finish_adjoint(coefficients, lam, grads, init, ct_final, y.shape[0])
+            return ct_x, grads, ct_init
+
+        xla = lambda x, y, coefficients, init, ct_y, ct_final: _solve_bwd(
+            "sequential", time_axis, (x, y, coefficients, init), (ct_y, ct_final))
+        return library.on_cpu(native, xla, x, y, coefficients, init, ct_y, ct_final)
     if method == "associative":
         ct_x, grads, ct_init = _associative_adjoint(_time_major(x, time_axis), y, coefficients, init, ct_y, ct_final)
     else:

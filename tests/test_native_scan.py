@@ -1,4 +1,5 @@
-"""The spiking scan's compiled CPU kernel (iirsnn_jax/native) against the lax.scan route, in float32.
+"""The compiled CPU kernels (iirsnn_jax/native: the spiking scan, the filters' recurrence) against the lax.scan
+route, in float32.
 
 The kernel performs the same float operations in the same order, so the forward pass is bit-identical (spikes,
 filter outputs, potentials, counts, final states) and the gradients agree to float32 rounding. Float64 and the
@@ -12,10 +13,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from iirsnn_jax import experiments, models, neurons, surrogate
-from iirsnn_jax.native import spiking_scan as native_scan
+from iirsnn_jax import experiments, models, neurons, recurrence, surrogate
+from iirsnn_jax.native import library, linear_recurrence, spiking_scan as native_scan
 
-pytestmark = pytest.mark.skipif(not native_scan.available(), reason="no C++ compiler for the CPU kernel")
+pytestmark = pytest.mark.skipif(not library.available(), reason="no C++ compiler for the CPU kernels")
 
 
 def _inputs(filter_order, dropout, membrane, length=9, shape=(5, 3, 4, 6), seed=0):
@@ -91,6 +92,39 @@ def test_every_surrogate_slope_equals_lax_scan(name):
         np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(theirs).max())))
 
 
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("time_axis", [0, 1])
+def test_filter_kernel_equals_lax_scan(order, time_axis):
+    """recurrence.solve's sequential solver in the kernel (linear_recurrence.cc) and as a lax.scan: y and the
+    final state bit for bit, gradients w.r.t. x (in its layout), the coefficients and the initial state to
+    float32 rounding. Batch-major input (time_axis=1) is read and its cotangent written in place."""
+    rng = np.random.default_rng(order * 2 + time_axis)
+    length, batch, features = 7, 3, (5, 4)
+    x = jnp.asarray(rng.normal(size=(batch, length, *features) if time_axis else (length, batch, *features)),
+                    jnp.float32)
+    coefficients = tuple(jnp.asarray(rng.uniform(lo, hi, features[-1:]), jnp.float32)
+                         for lo, hi in ((0.3, 1.1), (-0.45, -0.05), (0.1, 0.9))[: 3 if order == 2 else 1])
+    init = tuple(jnp.asarray(rng.normal(size=(batch, *features)), jnp.float32) for _ in range(order))
+    weights = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in [(length, batch, *features)] + [init[0].shape] * 2]
+
+    def run(kernel):
+        def loss(x, coefficients, init):
+            y, final = recurrence.solve(x, coefficients, init, time_axis=time_axis, cpu_kernel=kernel)
+            return jnp.sum(weights[0] * y ** 2) + sum(jnp.sum(w * f) for w, f in zip(weights[1:], final)), (y, final)
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(x, coefficients, init)
+
+    assert linear_recurrence.FORWARD_TARGET in jax.jit(lambda x: recurrence.solve(
+        x, coefficients, init, time_axis=time_axis)).lower(x).as_text()
+    ((value, outputs), grads), ((value_xla, outputs_xla), grads_xla) = run("native"), run("xla")
+    for ours, theirs in zip(jax.tree.leaves(outputs), jax.tree.leaves(outputs_xla)):
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_allclose(value, value_xla, rtol=1e-6)
+    for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_xla)):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=2e-6 * max(1.0, float(np.abs(theirs).max())))
+
+
 def _lowered(kernel):
     spec = neurons.NeuronSpec(cpu_kernel=kernel)
     scan = lambda c: neurons.spiking_scan(c, None, spec, reset_decay=0.8, reset_v=1.0, decay_v=0.8).out.sum()
@@ -131,11 +165,11 @@ def test_network_step_is_the_same_on_both_routes():
 
 def test_without_a_compiler_the_build_says_so():
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler 'no-such-c\\+\\+'"):
-        native_scan.build("no-such-c++")
+        library.build("no-such-c++")
 
 
 def test_without_the_kernel_the_scan_falls_back_to_xla(monkeypatch):
-    monkeypatch.setattr(native_scan, "available", lambda: False)
+    monkeypatch.setattr(library, "available", lambda: False)
     assert native_scan.FORWARD_TARGET not in _lowered("native")
 
 

@@ -3,83 +3,22 @@
 // XLA runs a `lax.scan` as a loop over T whose body is several separate passes over all B x F elements (no
 // multi-output fusion on CPU): each pass re-reads the step's inputs and the carried state from memory. Here the
 // loops are the other way round: a block of elements is carried through all T steps in local arrays, so the
-// state never leaves the L1 cache and every [T, N] array is read or written once. The float operations are
-// those of neurons._forward_step and neurons._scan_bwd in the same order (compiled without FMA contraction),
-// so the forward pass is bit-identical to the XLA route; tests/test_native_scan.py checks both directions.
+// state stays in cache and every [T, N] array is read or written once. The float operations are those of
+// neurons._forward_step and neurons._scan_bwd in the same order (with FMA contraction, as XLA CPU compiles
+// them), so the forward pass is bit-identical to the XLA route; tests/test_native_scan.py checks both passes.
 //
 // Arrays: the step arrays are [T, B, F] (N = B x F elements per step, time-major); the per-element parameters are
 // [F] (element n uses n % F); states and accumulators are [N]; an absent optional array is passed with no
 // elements. Element type float32 or float64 (the golden checks), the spike counts always float32.
-#include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#include <memory>
-#include <mutex>
 
-#include "xla/ffi/api/ffi.h"
+#include "blocks.h"
 
-namespace ffi = xla::ffi;
-
+namespace iirsnn {
 namespace {
-
-constexpr int64_t kBlock = 1024;  // elements carried through T at once: state in L2, rows of 4-8 KB
-
-// Runs fn(block) for every block, on the calling thread and XLA's intra-op pool. The caller works too and only
-// waits for blocks that another thread has claimed, so this cannot deadlock when the pool is busy; a task
-// that starts after all blocks are claimed returns at once (the shared state outlives the call).
-template <typename Fn>
-void ParallelBlocks(ffi::ThreadPool& pool, int64_t blocks, Fn fn) {
-  struct Shared {
-    std::atomic<int64_t> next{0}, done{0};
-    int64_t total = 0;
-    std::mutex mutex;
-    std::condition_variable finished;
-  };
-  auto shared = std::make_shared<Shared>();
-  shared->total = blocks;
-  auto work = [shared, fn]() {
-    int64_t mine = 0;
-    for (int64_t b; (b = shared->next.fetch_add(1)) < shared->total; ++mine) fn(b);
-    if (mine > 0 && shared->done.fetch_add(mine) + mine == shared->total) {
-      std::lock_guard<std::mutex> lock(shared->mutex);
-      shared->finished.notify_all();
-    }
-  };
-  int64_t helpers = std::min<int64_t>(pool.num_threads(), blocks - 1);
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule(decltype(work)(work));  // a copy per task
-  work();
-  std::unique_lock<std::mutex> lock(shared->mutex);
-  shared->finished.wait(lock, [&] { return shared->done.load() == shared->total; });
-}
-
-template <typename R>
-const R* In(const ffi::AnyBuffer& b) {
-  return b.element_count() ? static_cast<const R*>(b.untyped_data()) : nullptr;
-}
-template <typename R>
-R* Out(ffi::Result<ffi::AnyBuffer>& b) {
-  return b->element_count() ? static_cast<R*>(b->untyped_data()) : nullptr;
-}
-
-struct Shape {
-  int64_t length, n, features, batch;
-};
-
-// Loads per-element parameters of a block: dst[i] = src[(n0 + i) % features], or `fill` when src is absent.
-// (A running index: an integer division per element costs more than the whole scan of a short sequence.)
-template <typename R>
-void LoadFeatures(R* dst, const R* src, int64_t n0, int64_t m, int64_t features, R fill) {
-  if (!src) return std::fill(dst, dst + m, fill);
-  for (int64_t i = 0, f = n0 % features; i < m; ++i, f = f + 1 == features ? 0 : f + 1) dst[i] = src[f];
-}
-template <typename R>
-void LoadState(R* dst, const R* src, int64_t n0, int64_t m) {
-  for (int64_t i = 0; i < m; ++i) dst[i] = src ? src[n0 + i] : R(0);
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Surrogate slopes (surrogate.py), evaluated in the backward kernel: a precomputed [T, N] slope would be one
@@ -473,12 +412,15 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuf
 }
 
 }  // namespace
+}  // namespace iirsnn
+
+namespace ffi = xla::ffi;
 
 #define IIRSNN_ATTRS                                                                               \
   .Attr<int64_t>("order").Attr<bool>("membrane").Attr<int64_t>("batch").Attr<int64_t>("features") \
       .Attr<double>("threshold").Attr<double>("keep_divisor")
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanForward, ForwardImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanForward, iirsnn::ForwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()  // current [T, N]
@@ -504,7 +446,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanForward, ForwardImpl,
                                   .Ret<ffi::AnyBuffer>()  // y2_final [N]
                                       IIRSNN_ATTRS);
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, BackwardImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, iirsnn::BackwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()  // ct_out [T, N]

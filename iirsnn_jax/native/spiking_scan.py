@@ -1,117 +1,23 @@
-"""The spiking scan's CPU kernel (spiking_scan.cc): built on first use, registered as an XLA FFI target.
+"""The spiking scan of neurons.py through the CPU kernel of spiking_scan.cc (built by library.py).
 
 On CPU, XLA runs `lax.scan` as a loop whose body is several separate passes over all B x F elements per time
 step, each re-reading the carried state from memory; the kernel carries a block of 1024 elements through all
-T steps in local arrays instead (docs/performance.md: the forward pass about 2x faster, snn_mlp_1's and
-snn_conv_1_mnist's steps 1.1-1.2x). It computes exactly what neurons._forward_step and neurons._scan_bwd
-compute, in the same float order (the surrogate slopes' exp is the kernel's own polynomial, within an ulp or
-two of XLA's).
-
-The library is compiled once per machine with the C++ compiler that `CXX` names (default `c++`), against the
-XLA FFI headers that jaxlib ships, into `$IIRSNN_CACHE_DIR` (default `$XDG_CACHE_HOME/iirsnn_jax` or
-`~/.cache/iirsnn_jax`), keyed by the source, the flags, the JAX version and the CPU. Without a compiler the
-scans stay on XLA (`model.cpu_kernel = "xla"` chooses that explicitly) after one warning.
+T steps in local arrays instead (docs/performance.md: the forward pass about 2x faster, snn_mlp_1's step
+1.1-1.4x). It computes exactly what neurons._forward_step and neurons._scan_bwd compute, in the same float
+order (the surrogate slopes' exp is the kernel's own polynomial, within an ulp or two of XLA's).
 
 Array layout of the calls: step arrays [T, B, Fs] (Fs = prod of the feature shape), per-element parameters
 [Fs], states [B, Fs]; an absent optional array is passed with no elements.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import warnings
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCE = Path(__file__).with_name("spiking_scan.cc")
 SURROGATES = ("gaussian", "fast_sigmoid", "atan", "triangle")  # the kernel's numbering (enum Surrogate)
 FORWARD_TARGET = "iirsnn_spiking_scan_forward"
 BACKWARD_TARGET = "iirsnn_spiking_scan_backward"
-# FMA contraction as XLA CPU's LLVM backend contracts: the forward pass then rounds exactly as the XLA route.
-# No trapping math: lets gcc turn selects into vector blends (the results do not change).
-FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=fast", "-fno-trapping-math")
-ARCH_FLAGS = ("-march=native",)  # retried without, for compilers that do not know it
-
-
-def cache_dir() -> Path:
-    if os.environ.get("IIRSNN_CACHE_DIR"):
-        return Path(os.environ["IIRSNN_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iirsnn_jax"
-
-
-def _cpu_identity() -> str:
-    """The CPU model and flags: -march=native code must not be reused on another CPU sharing the cache."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "|".join(sorted({l for l in lines if l.startswith(("model name", "flags", "Features"))}))
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
-def _compile(compiler: str, output: Path) -> None:
-    """Compiles SOURCE into output (atomically: a concurrent process sees the old file or the whole new one)."""
-    include = jax.ffi.include_dir()
-    errors = []
-    for arch in (ARCH_FLAGS, ()):
-        with tempfile.NamedTemporaryFile(dir=output.parent, suffix=".so", delete=False) as tmp:
-            partial = Path(tmp.name)
-        command = [compiler, *FLAGS, *arch, f"-I{include}", str(SOURCE), "-o", str(partial)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode == 0:
-            os.replace(partial, output)
-            return
-        partial.unlink(missing_ok=True)
-        errors.append(f"{' '.join(command)}\n{result.stderr[-2000:]}")
-    raise RuntimeError("compiling the spiking scan's CPU kernel failed:\n" + "\n".join(errors))
-
-
-def library_path(compiler: str) -> Path:
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS + ARCH_FLAGS), compiler, jax.__version__,
-                                    platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
-    return cache_dir() / f"spiking_scan-{key}.so"
-
-
-def build(compiler: str) -> Path:
-    """The compiled library for this machine: from the cache, or compiled now (RuntimeError if impossible)."""
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"no C++ compiler {compiler!r} on PATH (set CXX to one)")
-    path = library_path(compiler)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _compile(compiler, path)
-    return path
-
-
-@functools.cache
-def available() -> bool:
-    """Builds (once per machine) and registers the kernel; False, after one warning, if that is impossible."""
-    try:
-        library = ctypes.cdll.LoadLibrary(str(build(os.environ.get("CXX", "c++"))))
-        jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(library.IirsnnSpikingScanForward),
-                                    platform="cpu")
-        jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(library.IirsnnSpikingScanBackward),
-                                    platform="cpu")
-    except (OSError, RuntimeError, AttributeError) as error:
-        warnings.warn(f"the spiking scans run as XLA loops, not in the CPU kernel: {error}", stacklevel=2)
-        return False
-    return True
-
-
-def per_feature(value, feature_shape) -> bool:
-    """Whether a parameter broadcastable to [B, *F] is constant over the batch (the kernel takes [Fs])."""
-    shape = tuple(np.shape(value))
-    if len(shape) > len(feature_shape):
-        return all(d == 1 for d in shape[: len(shape) - len(feature_shape)])
-    return True
 
 
 def _features(value, feature_shape, dtype):
