@@ -163,6 +163,16 @@ def test_network_step_is_the_same_on_both_routes():
         np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(theirs).max())))
 
 
+def test_empty_sequences_take_the_lax_scan():
+    """T = 0 or an empty batch: nothing for the kernel to do, and the lax.scan handles them."""
+    for shape in [(0, 2, 3), (4, 0, 3)]:
+        out = neurons.spiking_scan(jnp.ones(shape), None, neurons.NeuronSpec(), reset_decay=0.8, reset_v=1.0,
+                                   decay_v=0.8)
+        assert out.out.shape == shape and out.counts.shape == shape[1:2]
+    y, _ = recurrence.solve(jnp.ones((4, 0, 3)), (jnp.full((3,), 0.5),), (jnp.zeros((0, 3)),))
+    assert y.shape == (4, 0, 3)
+
+
 def test_without_a_compiler_the_build_says_so():
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler 'no-such-c\\+\\+'"):
         library.build("no-such-c++")

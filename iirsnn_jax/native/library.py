@@ -110,9 +110,9 @@ def per_feature(value, feature_shape) -> bool:
 
 def usable(option: str, x, *per_element) -> bool:
     """Whether a scan over x [T, B, *F] (or [B, T, *F]) may run in a CPU kernel: asked for (`option`), the
-    default backend a CPU, a float dtype, parameters the same for every sample, and the library built (last:
-    the first call compiles it)."""
-    return (option == "native" and jax.default_backend() == "cpu" and x.ndim >= 2
+    default backend a CPU, a float dtype, no empty axis, parameters the same for every sample, and the library
+    built (last: the first call compiles it)."""
+    return (option == "native" and jax.default_backend() == "cpu" and x.ndim >= 2 and x.size > 0
             and x.dtype in (jax.numpy.float32, jax.numpy.float64)
             and all(a is None or per_feature(a, x.shape[2:]) for a in per_element)
             and available())

@@ -21,6 +21,7 @@ BACKWARD_TARGET = "iirsnn_spiking_scan_backward"
 
 
 def _features(value, feature_shape, dtype):
+    """A per-element parameter (None, a scalar, or broadcastable to [*F] after leading 1s) as an [Fs] array."""
     if value is None:
         return jnp.zeros((0,), dtype)
     value = jnp.asarray(value, dtype)
@@ -96,7 +97,8 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
     ct_current, ct_v0, ct_r0, lam1, lam2, g1, g2, gb = jax.ffi.ffi_call(
         BACKWARD_TARGET, results, vmap_method="sequential")(
         steps(ct_out), empty if ct_spikes is None else steps(ct_spikes), steps(v),
-        empty if y is None else steps(y), jnp.zeros((0,), jnp.bool_) if keep is None else keep.reshape(length, batch, fs),
+        empty if y is None else steps(y),
+        jnp.zeros((0,), jnp.bool_) if keep is None else keep.reshape(length, batch, fs),
         _features(reset_decay, features, dtype), _features(reset_v, features, dtype),
         _features(decay_v, features, dtype), _features(a1, features, dtype), _features(a2, features, dtype),
         _features(b, features, dtype), ct_counts.astype(dtype),
