@@ -51,8 +51,8 @@ def default_config() -> ml_collections.ConfigDict:
     model.dtype = "float32"  # compute dtype: float32 | bfloat16 (mixed precision) | float64 (golden checks)
     model.param_dtype = "float32"  # parameter dtype
     model.scan = "auto"  # filter recurrences: auto | sequential | associative (iirsnn_jax/models.py)
-    # The spiking scans on CPU: "native", a C++ kernel compiled on first use (iirsnn_jax/native; same results,
-    # faster), or "xla", a lax.scan. Accelerators always run the lax.scan.
+    # The spiking scans and the filters' recurrences on CPU: "native", C++ kernels compiled on first use
+    # (iirsnn_jax/native; the same spikes, faster), or "xla", lax.scans. Accelerators always run the lax.scans.
     model.cpu_kernel = "native"
 
     data = config.data = ml_collections.ConfigDict()

@@ -19,6 +19,7 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from iirsnn_jax import filters, neurons, pooling, recurrence
+from iirsnn_jax.native import library
 
 
 # Name of the dense and conv outputs for jax.checkpoint policies (models.REMAT_POLICIES).
@@ -58,6 +59,7 @@ class _Filter(nnx.Module):
             raise ValueError(f"model.scan must resolve to one of {recurrence.METHODS}, got {scan!r}")
         self.feature_shape = tuple(feature_shape)
         self.dtype = dynamics_dtype(dtype)
+        library.check_option(cpu_kernel)
         self.scan = scan
         self.cpu_kernel = cpu_kernel
 
@@ -172,6 +174,7 @@ class SpikingLayer(nnx.Module):
         self.surrogate_name = surrogate_name
         self.surrogate_width = float(surrogate_width)
         self.threshold = float(threshold)
+        library.check_option(cpu_kernel)
         self.cpu_kernel = cpu_kernel
         self.dtype = dtype
         self.state_dtype = dynamics_dtype(dtype)

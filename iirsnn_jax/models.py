@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from iirsnn_jax import architecture, layers, neurons
+from iirsnn_jax import architecture, layers
 from iirsnn_jax.held_input import HeldInput
+from iirsnn_jax.native import library
 
 
 class NetworkOutput(NamedTuple):
@@ -84,8 +85,7 @@ class SpikingNetwork(nnx.Module):
         dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         self.scan = resolve_scan(cfg.scan)
         cpu_kernel = getattr(cfg, "cpu_kernel", "native")  # configs saved before the option have no key
-        if cpu_kernel not in neurons.CPU_KERNELS:
-            raise ValueError(f"model.cpu_kernel must be one of {neurons.CPU_KERNELS}, got {cpu_kernel!r}")
+        library.check_option(cpu_kernel)
         filter_args = dict(trainable=cfg.train_coefficients, dtype=dtype, param_dtype=param_dtype, scan=self.scan,
                            cpu_kernel=cpu_kernel)
         neuron_args = dict(tau_m=cfg.tau_m, use_bias=cfg.train_bias, reset_v=cfg.reset_v, cpu_kernel=cpu_kernel,

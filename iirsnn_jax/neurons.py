@@ -37,9 +37,6 @@ from iirsnn_jax import recurrence, surrogate
 from iirsnn_jax.native import library, spiking_scan as native_scan
 
 
-CPU_KERNELS = ("native", "xla")
-
-
 class NeuronState(NamedTuple):
     """Membrane potential v[t-1] and reset trace r[t-1], each [B, *F]."""
 
@@ -106,8 +103,7 @@ def spiking_scan(current, state: NeuronState | None, spec: NeuronSpec, *, reset_
     """
     if spec.surrogate not in surrogate.SURROGATES:
         raise ValueError(f"unknown surrogate {spec.surrogate!r}; expected one of {sorted(surrogate.SURROGATES)}")
-    if spec.cpu_kernel not in CPU_KERNELS:
-        raise ValueError(f"cpu_kernel must be one of {CPU_KERNELS}, got {spec.cpu_kernel!r}")
+    library.check_option(spec.cpu_kernel)
     def as_state(given, count):  # a tuple of [B, *F] arrays in the current's dtype; zeros when None
         if given is None:
             return tuple(jnp.zeros(current.shape[1:], current.dtype) for _ in range(count))

@@ -12,6 +12,9 @@ transposed copy of a network's input); the coefficients broadcast against [B, *F
   s = (y[t], y[t-1]), A = [[a1, a2], [1, 0]] per element, log T depth; the standard way to run a linear
   recurrence in parallel on an accelerator. The initial state enters as extra input at t = 0 and 1.
 
+On CPU the sequential solver runs by default in a compiled kernel (native/linear_recurrence.cc: the same
+values, the forward pass bit for bit; `cpu_kernel="xla"` keeps the lax.scan).
+
 Backward (the adjoint): lam[t] = ct[t] + a1 lam[t+1] + a2 lam[t+2], the same recurrence backwards in time, and
 d/da1 = sum_t lam[t] y[t-1], d/da2 = sum_t lam[t] y[t-2], d/db = sum_t lam[t] x[t], d/dx[t] = b lam[t].
 Autodiff of the scan would reduce the coefficient gradients over the batch in every reverse step; the
@@ -130,6 +133,7 @@ def solve(x, coefficients, init, *, method: str = "sequential", time_axis: int =
         raise ValueError(f"scan method must be one of {METHODS}, got {method!r}")
     if time_axis not in (0, 1):
         raise ValueError(f"time_axis must be 0 or 1, got {time_axis}")
+    library.check_option(cpu_kernel)
     native = (method == "sequential" and all(jnp.result_type(a) == x.dtype for a in (*coefficients, *init))
               and library.usable(cpu_kernel, x, *coefficients))
     return _solve(method if not native else "native", time_axis, x, tuple(coefficients), tuple(init))
@@ -139,8 +143,11 @@ def solve(x, coefficients, init, *, method: str = "sequential", time_axis: int =
 def _solve(method, time_axis, x, coefficients, init):
     if method == "native":  # the kernel where lowered for CPU, the lax.scan elsewhere
         native = lambda *args: native_recurrence.forward(*args, time_axis)
-        xla = lambda *args: _solve.fun("sequential", time_axis, *args)
-        return library.on_cpu(native, xla, x, coefficients, init)
+        return library.on_cpu(native, functools.partial(_solution, "sequential", time_axis), x, coefficients, init)
+    return _solution(method, time_axis, x, coefficients, init)
+
+
+def _solution(method, time_axis, x, coefficients, init):
     if method == "associative":
         y = _associative(_time_major(x, time_axis), coefficients, init)
     else:

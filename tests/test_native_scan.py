@@ -141,7 +141,7 @@ def test_network_step_is_the_same_on_both_routes():
     """snn_mlp_1's network (dual-exponential filters, dropout) on a small batch: equal spikes and loss, gradients
     to float32 rounding."""
     results = []
-    for kernel in neurons.CPU_KERNELS:
+    for kernel in library.OPTIONS:
         cfg = experiments.load_config("snn_mlp_1").model
         cfg.layers, cfg.input_shape, cfg.cpu_kernel = "F N(40) D F N(30) D F N(10)", (24,), kernel
         cfg.threshold = 0.1  # every layer fires (at 1.0 the freshly initialised output layer stays silent)
@@ -188,3 +188,5 @@ def test_unknown_cpu_kernel_is_rejected():
     cfg.cpu_kernel = "fast"
     with pytest.raises(ValueError, match="model.cpu_kernel must be one of .*'fast'"):
         models.build_model(cfg, seed=0)
+    with pytest.raises(ValueError, match="model.cpu_kernel must be one of .*'fast'"):
+        recurrence.solve(jnp.ones((3, 2, 4)), (0.5,), (jnp.zeros((2, 4)),), cpu_kernel="fast")

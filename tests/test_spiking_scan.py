@@ -16,6 +16,7 @@ import pytest
 
 import autodiff_neuron
 from iirsnn_jax import neurons
+from iirsnn_jax.native import library
 
 B, F = 3, (4, 2)
 
@@ -65,7 +66,7 @@ GRID = [(t, f, d, m) for t in (1, 2, 11) for f in (0, 1, 2) for d in (False, Tru
         if (f or not d) and (t, f, d, m) not in CASES]  # dropout runs in the scan only before a filter
 
 
-@pytest.mark.parametrize("cpu_kernel", neurons.CPU_KERNELS)
+@pytest.mark.parametrize("cpu_kernel", library.OPTIONS)
 @pytest.mark.parametrize("length, filter_order, dropout, membrane_filter",
                          CASES + [pytest.param(*case, marks=pytest.mark.slow) for case in GRID])
 def test_hand_written_backward_equals_autodiff(length, filter_order, dropout, membrane_filter, cpu_kernel):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jax
 
+OPTIONS = ("native", "xla")  # model.cpu_kernel: the compiled kernels, or XLA's lax.scan loops
 HERE = Path(__file__).parent
 SOURCES = ("spiking_scan.cc", "linear_recurrence.cc")
 HEADERS = ("blocks.h",)
@@ -106,6 +107,11 @@ def per_feature(value, feature_shape) -> bool:
     if len(shape) > len(feature_shape):
         return all(d == 1 for d in shape[: len(shape) - len(feature_shape)])
     return True
+
+
+def check_option(option: str) -> None:
+    if option not in OPTIONS:
+        raise ValueError(f"model.cpu_kernel must be one of {OPTIONS}, got {option!r}")
 
 
 def usable(option: str, x, *per_element) -> bool:
