@@ -5,6 +5,7 @@ Table of contents:
   filters     pure IIR filters over a sequence (dual-exponential, first-order, output filter)
   recurrence  the filters' linear-recurrence solver (sequential or associative scan, one backward)
   neurons     pure threshold-and-decaying-reset neuron over a sequence
+  native      the spiking scan and the filters' recurrence as compiled CPU kernels (XLA FFI, built on first use)
   layers      Flax NNX layers holding parameters
   architecture, models   networks built from the layer string of a config
   held_input  a frame held for T steps (the "copy" encoding), filtered without its T copies

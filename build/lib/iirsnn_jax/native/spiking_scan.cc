@@ -1,0 +1,476 @@
+// The spiking scan of neurons.py (neuron, then optional dropout and IIR filter) as an XLA FFI kernel for CPU.
+//
+// XLA runs a `lax.scan` as a loop over T whose body is several separate passes over all B x F elements (no
+// multi-output fusion on CPU): each pass re-reads the step's inputs and the carried state from memory. Here the
+// loops are the other way round: a block of elements is carried through all T steps in local arrays, so the
+// state stays in cache and every [T, N] array is read or written once. The float operations are those of
+// neurons._forward_step and neurons._scan_bwd in the same order (with FMA contraction, as XLA CPU compiles
+// them), so the forward pass is bit-identical to the XLA route; tests/test_native_scan.py checks both passes.
+//
+// Arrays: the step arrays are [T, B, F] (N = B x F elements per step, time-major); the per-element parameters are
+// [F] (element n uses n % F); states and accumulators are [N]; an absent optional array is passed with no
+// elements. Element type float32 or float64 (the golden checks), the spike counts always float32.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "blocks.h"
+
+namespace iirsnn {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------
+// Surrogate slopes (surrogate.py), evaluated in the backward kernel: a precomputed [T, N] slope would be one
+// more pass over memory per layer. The order of surrogate.SURROGATES; results agree with XLA's to an ulp or two
+// (its exp is another polynomial), which only the gradients see.
+// ---------------------------------------------------------------------------------------------------------
+enum Surrogate : int64_t { kGaussian = 0, kFastSigmoid = 1, kAtan = 2, kTriangle = 3 };
+
+// exp(x) for x <= 0, plain arithmetic so that gcc vectorises the loop around it: x = n ln2 + r, |r| <= ln2 / 2,
+// exp(r) by its Taylor series (float: degree 7, double: degree 13; truncation below half an ulp), times 2^n
+// built in the exponent bits. Below the smallest normal result it returns 0.
+template <typename R>
+inline R ExpNonPositive(R x) {
+  constexpr bool kFloat = sizeof(R) == 4;
+  using Int = std::conditional_t<kFloat, int32_t, int64_t>;
+  const R lowest = kFloat ? R(-87.0) : R(-708.0);
+  const bool zero = x < lowest;
+  x = x < lowest ? lowest : x;
+  const R n = std::floor(x * R(1.4426950408889634) + R(0.5));
+  const R r = (x - n * R(6.93147180369123816490e-01)) - n * R(1.90821492927058770002e-10);
+  R p = R(1);
+  constexpr int kDegree = kFloat ? 7 : 13;
+  for (int k = kDegree; k >= 1; --k) p = R(1) + p * r / R(k);  // Horner on 1 + r/1 (1 + r/2 (1 + ...))
+  const Int bits = (static_cast<Int>(n) + (kFloat ? 127 : 1023)) << (kFloat ? 23 : 52);
+  R scale;
+  std::memcpy(&scale, &bits, sizeof(R));
+  return zero ? R(0) : p * scale;
+}
+
+// slope[i] = surrogate'(v[i] - threshold), the formulas of surrogate.py with their constants in R.
+template <typename R>
+void Slopes(R* __restrict__ slope, const R* __restrict__ v, int64_t m, R threshold, int64_t kind, double width) {
+  const R w = static_cast<R>(width);
+  switch (kind) {
+    case kGaussian: {
+      const R twice_var = static_cast<R>(2.0 * width * width), norm = static_cast<R>(2.506628 * width);
+      for (int64_t i = 0; i < m; ++i) {
+        const R x = v[i] - threshold;
+        slope[i] = ExpNonPositive(-(x * x) / twice_var) / norm;
+      }
+      break;
+    }
+    case kFastSigmoid:
+      for (int64_t i = 0; i < m; ++i) {
+        const R d = R(1) + std::abs(v[i] - threshold) / w;
+        slope[i] = R(1) / (d * d);
+      }
+      break;
+    case kAtan: {
+      const R half_over_w = static_cast<R>(0.5 / width), pi = static_cast<R>(3.141592653589793),
+              two_w = static_cast<R>(2.0 * width);
+      for (int64_t i = 0; i < m; ++i) {
+        const R u = pi * (v[i] - threshold) / two_w;
+        slope[i] = half_over_w / (R(1) + u * u);
+      }
+      break;
+    }
+    default:  // kTriangle
+      for (int64_t i = 0; i < m; ++i) {
+        const R u = R(1) - std::abs(v[i] - threshold) / w;
+        slope[i] = (u > R(0) ? u : R(0)) / w;
+      }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Forward: v = I + bias - r (+ decay_v v[t-1] first, with the membrane filter); s = v > threshold;
+// r = reset_decay r + reset_v s; x = dropout(s); y = a1 y[t-1] + a2 y[t-2] + b x (order 2) or a1 y[t-1] + x.
+// ---------------------------------------------------------------------------------------------------------
+template <typename R>
+struct ForwardArgs {
+  Shape shape;
+  const R *current, *bias, *reset_decay, *reset_v, *decay_v, *a1, *a2, *b;
+  const uint8_t* keep;  // XLA PRED: one byte each (read as bytes: a bool load is not vectorised)
+  const R *v0, *r0, *y1_0, *y2_0;
+  R *out, *v_out, *spikes;
+  float* counts;
+  R *v_final, *r_final, *y1_final, *y2_final;
+  R threshold, keep_divisor;
+};
+
+template <typename R, int kOrder, bool kKeep, bool kMembrane>
+void ForwardBlock(const ForwardArgs<R>& a, int64_t block) {
+  const int64_t n0 = block * kBlock, m = std::min(kBlock, a.shape.n - n0), n = a.shape.n, f = a.shape.features;
+  R v[kBlock], r[kBlock], y1[kBlock], y2[kBlock], bias[kBlock], rd[kBlock], rv[kBlock], dv[kBlock];
+  R c1[kBlock], c2[kBlock], cb[kBlock];
+  float counts[kBlock];
+  LoadState(v, a.v0, n0, m);
+  LoadState(r, a.r0, n0, m);
+  LoadState(y1, a.y1_0, n0, m);
+  LoadState(y2, a.y2_0, n0, m);
+  LoadFeatures(bias, a.bias, n0, m, f, R(0));
+  LoadFeatures(rd, a.reset_decay, n0, m, f, R(0));
+  LoadFeatures(rv, a.reset_v, n0, m, f, R(0));
+  LoadFeatures(dv, a.decay_v, n0, m, f, R(0));
+  LoadFeatures(c1, a.a1, n0, m, f, R(0));
+  LoadFeatures(c2, a.a2, n0, m, f, R(0));
+  LoadFeatures(cb, a.b, n0, m, f, R(0));
+  std::fill(counts, counts + m, 0.0f);
+  const R threshold = a.threshold, divisor = a.keep_divisor;
+  // Absent outputs are written to a scratch row: branch-free stores keep the loop vectorised.
+  R scratch_v[kBlock], scratch_s[kBlock];
+  for (int64_t t = 0; t < a.shape.length; ++t) {
+    const int64_t at = t * n + n0;
+    const R* __restrict__ current = a.current + at;
+    const uint8_t* __restrict__ keep = kKeep ? a.keep + at : nullptr;
+    R* __restrict__ out = a.out + at;
+    R* __restrict__ v_out = a.v_out ? a.v_out + at : scratch_v;
+    R* __restrict__ spikes = a.spikes ? a.spikes + at : scratch_s;
+#pragma GCC ivdep
+    for (int64_t i = 0; i < m; ++i) {
+      const R in = current[i] + bias[i];
+      const R vt = kMembrane ? dv[i] * v[i] + in - r[i] : in - r[i];
+      const R s = vt > threshold ? R(1) : R(0);
+      r[i] = rd[i] * r[i] + rv[i] * s;
+      counts[i] += static_cast<float>(s);
+      v[i] = vt;
+      R o = s;
+      if constexpr (kOrder > 0) {
+        const R scaled = s / divisor;  // unconditional: a division under a branch is not vectorised
+        const R x = kKeep ? (keep[i] != 0 ? scaled : R(0)) : s;
+        if constexpr (kOrder == 2) {
+          o = c1[i] * y1[i] + c2[i] * y2[i] + cb[i] * x;
+          y2[i] = y1[i];
+        } else {
+          o = c1[i] * y1[i] + x;
+        }
+        y1[i] = o;
+      }
+      out[i] = o;
+      v_out[i] = vt;
+      spikes[i] = s;
+    }
+  }
+  std::copy(counts, counts + m, a.counts + n0);
+  std::copy(v, v + m, a.v_final + n0);
+  std::copy(r, r + m, a.r_final + n0);
+  if (a.y1_final) std::copy(y1, y1 + m, a.y1_final + n0);
+  if (a.y2_final) std::copy(y2, y2 + m, a.y2_final + n0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Backward (the reverse scan of neurons._scan_bwd, with the filter's adjoint of recurrence.adjoint_step):
+// lam = ct_y + a1 lam[t+1] + a2 lam[t+2]; g1 += lam[t+1] y; g2 += lam[t+2] y; gb += lam x;
+// ct_s = ct_counts + dropout'(b lam) (+ ct_spikes); gv = slope (ct_s + reset_v gr) (+ gvm or ct_v_final);
+// gvm = decay_v gv; gr = reset_decay gr - gv.
+// ---------------------------------------------------------------------------------------------------------
+template <typename R>
+struct BackwardArgs {
+  Shape shape;
+  const R *ct_out, *ct_spikes, *v, *y;
+  const uint8_t* keep;  // XLA PRED: one byte each (read as bytes: a bool load is not vectorised)
+  const R *reset_decay, *reset_v, *decay_v, *a1, *a2, *b, *ct_counts;
+  const R *ct_v_final, *ct_r_final, *ct_y1_final, *ct_y2_final;
+  R *ct_current, *ct_v0, *ct_r0, *lam1, *lam2, *g1, *g2, *gb;
+  R threshold, keep_divisor;
+  int64_t surrogate;
+  double width;
+};
+
+template <typename R, int kOrder, bool kKeep, bool kMembrane>
+void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
+  const int64_t n0 = block * kBlock, m = std::min(kBlock, a.shape.n - n0), n = a.shape.n, f = a.shape.features;
+  const int64_t per_sample = n / a.shape.batch, length = a.shape.length;
+  R gr[kBlock], gvm[kBlock], l1[kBlock], l2[kBlock], g1[kBlock], g2[kBlock], gb[kBlock];
+  R rd[kBlock], rv[kBlock], dv[kBlock], c1[kBlock], c2[kBlock], cb[kBlock], ct_counts[kBlock];
+  LoadState(gr, a.ct_r_final, n0, m);
+  LoadState(gvm, kMembrane ? a.ct_v_final : nullptr, n0, m);
+  std::fill(l1, l1 + m, R(0));
+  std::fill(l2, l2 + m, R(0));
+  std::fill(g1, g1 + m, R(0));
+  std::fill(g2, g2 + m, R(0));
+  std::fill(gb, gb + m, R(0));
+  LoadFeatures(rd, a.reset_decay, n0, m, f, R(0));
+  LoadFeatures(rv, a.reset_v, n0, m, f, R(0));
+  LoadFeatures(dv, a.decay_v, n0, m, f, R(0));
+  LoadFeatures(c1, a.a1, n0, m, f, R(0));
+  LoadFeatures(c2, a.a2, n0, m, f, R(0));
+  LoadFeatures(cb, a.b, n0, m, f, R(0));
+  for (int64_t i = 0, sample = n0 / per_sample, k = n0 % per_sample; i < m; ++i) {
+    ct_counts[i] = a.ct_counts[sample];
+    if (++k == per_sample) k = 0, ++sample;
+  }
+  const R threshold = a.threshold, divisor = a.keep_divisor;
+  // Absent inputs read a zero row (the XLA route adds zeros there too): branch-free, vectorised loop.
+  R zeros[kBlock];
+  std::fill(zeros, zeros + m, R(0));
+  for (int64_t t = length - 1; t >= 0; --t) {
+    const int64_t at = t * n + n0;
+    const R* __restrict__ ct_out = a.ct_out + at;
+    const R* __restrict__ v = a.v + at;
+    R slope[kBlock];
+    Slopes(slope, v, m, threshold, a.surrogate, a.width);
+    const R* __restrict__ y = kOrder > 0 ? a.y + at : zeros;
+    const R* __restrict__ ct_spikes = a.ct_spikes ? a.ct_spikes + at : zeros;
+    const uint8_t* __restrict__ keep = kKeep ? a.keep + at : nullptr;
+    // The final states' cotangents join at the step that produced them (recurrence.final_cotangent).
+    const R* final_y = t == length - 1 ? a.ct_y1_final : (kOrder == 2 && t == length - 2 ? a.ct_y2_final : nullptr);
+    const R* __restrict__ ct_final_y = final_y ? final_y + n0 : zeros;
+    const R* __restrict__ ct_final_v = t == length - 1 && a.ct_v_final ? a.ct_v_final + n0 : zeros;
+    R* __restrict__ ct_current = a.ct_current + at;
+#pragma GCC ivdep
+    for (int64_t i = 0; i < m; ++i) {
+      const R s = v[i] > threshold ? R(1) : R(0);
+      R ct_s = ct_counts[i];
+      if constexpr (kOrder > 0) {
+        const R ct_y = ct_out[i] + ct_final_y[i];
+        const R scaled = s / divisor;
+        const R x = kKeep ? (keep[i] != 0 ? scaled : R(0)) : s;
+        R ct_x;
+        if constexpr (kOrder == 2) {
+          const R lam = ct_y + c1[i] * l1[i] + c2[i] * l2[i];
+          g1[i] = g1[i] + l1[i] * y[i];
+          g2[i] = g2[i] + l2[i] * y[i];
+          gb[i] = gb[i] + lam * x;
+          ct_x = cb[i] * lam;
+          l2[i] = l1[i];
+          l1[i] = lam;
+        } else {
+          const R lam = ct_y + c1[i] * l1[i];
+          g1[i] = g1[i] + l1[i] * y[i];
+          ct_x = lam;
+          l1[i] = lam;
+        }
+        const R ct_scaled = ct_x / divisor;
+        ct_s = ct_s + (kKeep ? (keep[i] != 0 ? ct_scaled : R(0)) : ct_x);
+        ct_s = ct_s + ct_spikes[i];
+      } else {
+        ct_s = ct_s + ct_out[i];
+      }
+      const R gs = ct_s + rv[i] * gr[i];
+      R gv = slope[i] * gs;
+      if constexpr (kMembrane) {
+        gv = gv + gvm[i];
+        gvm[i] = dv[i] * gv;
+      } else {
+        gv = gv + ct_final_v[i];
+      }
+      gr[i] = rd[i] * gr[i] - gv;
+      ct_current[i] = gv;
+    }
+  }
+  std::copy(gr, gr + m, a.ct_r0 + n0);
+  if (kMembrane) {
+    std::copy(gvm, gvm + m, a.ct_v0 + n0);
+  } else {
+    std::fill(a.ct_v0 + n0, a.ct_v0 + n0 + m, R(0));
+  }
+  if constexpr (kOrder > 0) {
+    std::copy(l1, l1 + m, a.lam1 + n0);
+    std::copy(g1, g1 + m, a.g1 + n0);
+  }
+  if constexpr (kOrder == 2) {
+    std::copy(l2, l2 + m, a.lam2 + n0);
+    std::copy(g2, g2 + m, a.g2 + n0);
+    std::copy(gb, gb + m, a.gb + n0);
+  }
+}
+
+// Picks the instantiation for the runtime flags and runs it over all blocks.
+template <template <typename, int, bool, bool> class Kernel, typename R, typename Args>
+void Dispatch(ffi::ThreadPool& pool, const Args& args, int64_t order, bool keep, bool membrane) {
+  const int64_t blocks = (args.shape.n + kBlock - 1) / kBlock;
+  auto run = [&](void (*fn)(const Args&, int64_t)) {
+    ParallelBlocks(pool, blocks, [&args, fn](int64_t b) { fn(args, b); });
+  };
+#define IIRSNN_CASE(O, K, M) \
+  if (order == O && keep == K && membrane == M) return run(&Kernel<R, O, K, M>::Run);
+  IIRSNN_CASE(0, false, false) IIRSNN_CASE(0, false, true) IIRSNN_CASE(0, true, false) IIRSNN_CASE(0, true, true)
+  IIRSNN_CASE(1, false, false) IIRSNN_CASE(1, false, true) IIRSNN_CASE(1, true, false) IIRSNN_CASE(1, true, true)
+  IIRSNN_CASE(2, false, false) IIRSNN_CASE(2, false, true) IIRSNN_CASE(2, true, false) IIRSNN_CASE(2, true, true)
+#undef IIRSNN_CASE
+}
+
+template <typename R, int O, bool K, bool M>
+struct Forward {
+  static void Run(const ForwardArgs<R>& a, int64_t b) { ForwardBlock<R, O, K, M>(a, b); }
+};
+template <typename R, int O, bool K, bool M>
+struct Backward {
+  static void Run(const BackwardArgs<R>& a, int64_t b) { BackwardBlock<R, O, K, M>(a, b); }
+};
+
+ffi::Error CheckCommon(const ffi::AnyBuffer& steps, int64_t order, int64_t batch, int64_t features) {
+  if (steps.element_type() != ffi::DataType::F32 && steps.element_type() != ffi::DataType::F64)
+    return ffi::Error::InvalidArgument("spiking scan: float32 or float64 arrays expected");
+  if (order < 0 || order > 2) return ffi::Error::InvalidArgument("spiking scan: filter order must be 0, 1 or 2");
+  auto dims = steps.dimensions();
+  if (dims.size() < 2 || dims[0] <= 0) return ffi::Error::InvalidArgument("spiking scan: step arrays must be [T, ...]");
+  const int64_t n = steps.element_count() / dims[0];
+  if (batch <= 0 || features <= 0 || n != batch * features)
+    return ffi::Error::InvalidArgument("spiking scan: a step must hold batch x features elements");
+  return ffi::Error::Success();
+}
+
+template <typename R>
+ffi::Error ForwardTyped(ffi::ThreadPool& pool, const ffi::AnyBuffer& current, const ffi::AnyBuffer& bias,
+                        const ffi::AnyBuffer& reset_decay, const ffi::AnyBuffer& reset_v,
+                        const ffi::AnyBuffer& decay_v, const ffi::AnyBuffer& a1, const ffi::AnyBuffer& a2,
+                        const ffi::AnyBuffer& b, const ffi::AnyBuffer& keep, const ffi::AnyBuffer& v0,
+                        const ffi::AnyBuffer& r0, const ffi::AnyBuffer& y1_0, const ffi::AnyBuffer& y2_0,
+                        ffi::Result<ffi::AnyBuffer>& out, ffi::Result<ffi::AnyBuffer>& v_out,
+                        ffi::Result<ffi::AnyBuffer>& spikes, ffi::Result<ffi::AnyBuffer>& counts,
+                        ffi::Result<ffi::AnyBuffer>& v_final, ffi::Result<ffi::AnyBuffer>& r_final,
+                        ffi::Result<ffi::AnyBuffer>& y1_final, ffi::Result<ffi::AnyBuffer>& y2_final,
+                        int64_t order, bool membrane, int64_t batch, int64_t features, double threshold,
+                        double keep_divisor) {
+  const int64_t length = current.dimensions()[0];
+  ForwardArgs<R> args{{length, static_cast<int64_t>(current.element_count()) / length, features, batch},
+                      In<R>(current), In<R>(bias), In<R>(reset_decay), In<R>(reset_v), In<R>(decay_v),
+                      In<R>(a1), In<R>(a2), In<R>(b),
+                      keep.element_count() ? static_cast<const uint8_t*>(keep.untyped_data()) : nullptr,
+                      In<R>(v0), In<R>(r0), In<R>(y1_0), In<R>(y2_0),
+                      Out<R>(out), Out<R>(v_out), Out<R>(spikes), static_cast<float*>(counts->untyped_data()),
+                      Out<R>(v_final), Out<R>(r_final), Out<R>(y1_final), Out<R>(y2_final),
+                      static_cast<R>(threshold), static_cast<R>(keep_divisor)};
+  Dispatch<Forward, R>(pool, args, order, args.keep != nullptr, membrane);
+  return ffi::Error::Success();
+}
+
+ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer current, ffi::AnyBuffer bias,
+                       ffi::AnyBuffer reset_decay, ffi::AnyBuffer reset_v, ffi::AnyBuffer decay_v,
+                       ffi::AnyBuffer a1, ffi::AnyBuffer a2, ffi::AnyBuffer b, ffi::AnyBuffer keep,
+                       ffi::AnyBuffer v0, ffi::AnyBuffer r0, ffi::AnyBuffer y1_0, ffi::AnyBuffer y2_0,
+                       ffi::Result<ffi::AnyBuffer> out, ffi::Result<ffi::AnyBuffer> v_out,
+                       ffi::Result<ffi::AnyBuffer> spikes, ffi::Result<ffi::AnyBuffer> counts,
+                       ffi::Result<ffi::AnyBuffer> v_final, ffi::Result<ffi::AnyBuffer> r_final,
+                       ffi::Result<ffi::AnyBuffer> y1_final, ffi::Result<ffi::AnyBuffer> y2_final,
+                       int64_t order, bool membrane, int64_t batch, int64_t features, double threshold,
+                       double keep_divisor) {
+  if (auto error = CheckCommon(current, order, batch, features); error.failure()) return error;
+  auto run = [&](auto zero) {
+    using R = decltype(zero);
+    return ForwardTyped<R>(pool, current, bias, reset_decay, reset_v, decay_v, a1, a2, b, keep, v0, r0, y1_0,
+                           y2_0, out, v_out, spikes, counts, v_final, r_final, y1_final, y2_final, order,
+                           membrane, batch, features, threshold, keep_divisor);
+  };
+  return current.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
+}
+
+template <typename R>
+ffi::Error BackwardTyped(ffi::ThreadPool& pool, const ffi::AnyBuffer& ct_out, const ffi::AnyBuffer& ct_spikes,
+                         const ffi::AnyBuffer& v, const ffi::AnyBuffer& y,
+                         const ffi::AnyBuffer& keep, const ffi::AnyBuffer& reset_decay,
+                         const ffi::AnyBuffer& reset_v, const ffi::AnyBuffer& decay_v, const ffi::AnyBuffer& a1,
+                         const ffi::AnyBuffer& a2, const ffi::AnyBuffer& b, const ffi::AnyBuffer& ct_counts,
+                         const ffi::AnyBuffer& ct_v_final, const ffi::AnyBuffer& ct_r_final,
+                         const ffi::AnyBuffer& ct_y1_final, const ffi::AnyBuffer& ct_y2_final,
+                         ffi::Result<ffi::AnyBuffer>& ct_current, ffi::Result<ffi::AnyBuffer>& ct_v0,
+                         ffi::Result<ffi::AnyBuffer>& ct_r0, ffi::Result<ffi::AnyBuffer>& lam1,
+                         ffi::Result<ffi::AnyBuffer>& lam2, ffi::Result<ffi::AnyBuffer>& g1,
+                         ffi::Result<ffi::AnyBuffer>& g2, ffi::Result<ffi::AnyBuffer>& gb, int64_t order,
+                         bool membrane, int64_t batch, int64_t features, double threshold,
+                         double keep_divisor, int64_t surrogate, double width) {
+  const int64_t length = v.dimensions()[0];
+  BackwardArgs<R> args{{length, static_cast<int64_t>(v.element_count()) / length, features, batch},
+                       In<R>(ct_out), In<R>(ct_spikes), In<R>(v), In<R>(y),
+                       keep.element_count() ? static_cast<const uint8_t*>(keep.untyped_data()) : nullptr,
+                       In<R>(reset_decay), In<R>(reset_v), In<R>(decay_v), In<R>(a1), In<R>(a2), In<R>(b),
+                       In<R>(ct_counts), In<R>(ct_v_final), In<R>(ct_r_final), In<R>(ct_y1_final),
+                       In<R>(ct_y2_final),
+                       Out<R>(ct_current), Out<R>(ct_v0), Out<R>(ct_r0), Out<R>(lam1), Out<R>(lam2), Out<R>(g1),
+                       Out<R>(g2), Out<R>(gb), static_cast<R>(threshold), static_cast<R>(keep_divisor),
+                       surrogate, width};
+  Dispatch<Backward, R>(pool, args, order, args.keep != nullptr, membrane);
+  return ffi::Error::Success();
+}
+
+ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuffer ct_spikes, ffi::AnyBuffer v,
+                        ffi::AnyBuffer y, ffi::AnyBuffer keep, ffi::AnyBuffer reset_decay,
+                        ffi::AnyBuffer reset_v, ffi::AnyBuffer decay_v, ffi::AnyBuffer a1, ffi::AnyBuffer a2,
+                        ffi::AnyBuffer b, ffi::AnyBuffer ct_counts, ffi::AnyBuffer ct_v_final,
+                        ffi::AnyBuffer ct_r_final, ffi::AnyBuffer ct_y1_final, ffi::AnyBuffer ct_y2_final,
+                        ffi::Result<ffi::AnyBuffer> ct_current, ffi::Result<ffi::AnyBuffer> ct_v0,
+                        ffi::Result<ffi::AnyBuffer> ct_r0, ffi::Result<ffi::AnyBuffer> lam1,
+                        ffi::Result<ffi::AnyBuffer> lam2, ffi::Result<ffi::AnyBuffer> g1,
+                        ffi::Result<ffi::AnyBuffer> g2, ffi::Result<ffi::AnyBuffer> gb, int64_t order,
+                        bool membrane, int64_t batch, int64_t features, double threshold, double keep_divisor,
+                        int64_t surrogate, double width) {
+  if (auto error = CheckCommon(v, order, batch, features); error.failure()) return error;
+  if (surrogate < kGaussian || surrogate > kTriangle || !(width > 0))
+    return ffi::Error::InvalidArgument("spiking scan: unknown surrogate or width not positive");
+  auto run = [&](auto zero) {
+    using R = decltype(zero);
+    return BackwardTyped<R>(pool, ct_out, ct_spikes, v, y, keep, reset_decay, reset_v, decay_v, a1, a2, b,
+                            ct_counts, ct_v_final, ct_r_final, ct_y1_final, ct_y2_final, ct_current, ct_v0,
+                            ct_r0, lam1, lam2, g1, g2, gb, order, membrane, batch, features, threshold,
+                            keep_divisor, surrogate, width);
+  };
+  return v.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
+}
+
+}  // namespace
+}  // namespace iirsnn
+
+namespace ffi = xla::ffi;
+
+#define IIRSNN_ATTRS                                                                               \
+  .Attr<int64_t>("order").Attr<bool>("membrane").Attr<int64_t>("batch").Attr<int64_t>("features") \
+      .Attr<double>("threshold").Attr<double>("keep_divisor")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanForward, iirsnn::ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // current [T, N]
+                                  .Arg<ffi::AnyBuffer>()  // bias [F]
+                                  .Arg<ffi::AnyBuffer>()  // reset_decay [F]
+                                  .Arg<ffi::AnyBuffer>()  // reset_v [F]
+                                  .Arg<ffi::AnyBuffer>()  // decay_v [F]
+                                  .Arg<ffi::AnyBuffer>()  // a1 [F]
+                                  .Arg<ffi::AnyBuffer>()  // a2 [F]
+                                  .Arg<ffi::AnyBuffer>()  // b [F]
+                                  .Arg<ffi::AnyBuffer>()  // keep [T, N] bool
+                                  .Arg<ffi::AnyBuffer>()  // v0 [N]
+                                  .Arg<ffi::AnyBuffer>()  // r0 [N]
+                                  .Arg<ffi::AnyBuffer>()  // y1_0 [N]
+                                  .Arg<ffi::AnyBuffer>()  // y2_0 [N]
+                                  .Ret<ffi::AnyBuffer>()  // out [T, N]
+                                  .Ret<ffi::AnyBuffer>()  // v [T, N]
+                                  .Ret<ffi::AnyBuffer>()  // spikes [T, N]
+                                  .Ret<ffi::AnyBuffer>()  // counts [N] float32
+                                  .Ret<ffi::AnyBuffer>()  // v_final [N]
+                                  .Ret<ffi::AnyBuffer>()  // r_final [N]
+                                  .Ret<ffi::AnyBuffer>()  // y1_final [N]
+                                  .Ret<ffi::AnyBuffer>()  // y2_final [N]
+                                      IIRSNN_ATTRS);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, iirsnn::BackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // ct_out [T, N]
+                                  .Arg<ffi::AnyBuffer>()  // ct_spikes [T, N]
+                                  .Arg<ffi::AnyBuffer>()  // v [T, N]
+                                  .Arg<ffi::AnyBuffer>()  // y [T, N] (the filter's output)
+                                  .Arg<ffi::AnyBuffer>()  // keep [T, N] bool
+                                  .Arg<ffi::AnyBuffer>()  // reset_decay [F]
+                                  .Arg<ffi::AnyBuffer>()  // reset_v [F]
+                                  .Arg<ffi::AnyBuffer>()  // decay_v [F]
+                                  .Arg<ffi::AnyBuffer>()  // a1 [F]
+                                  .Arg<ffi::AnyBuffer>()  // a2 [F]
+                                  .Arg<ffi::AnyBuffer>()  // b [F]
+                                  .Arg<ffi::AnyBuffer>()  // ct_counts [B]
+                                  .Arg<ffi::AnyBuffer>()  // ct_v_final [N]
+                                  .Arg<ffi::AnyBuffer>()  // ct_r_final [N]
+                                  .Arg<ffi::AnyBuffer>()  // ct_y1_final [N]
+                                  .Arg<ffi::AnyBuffer>()  // ct_y2_final [N]
+                                  .Ret<ffi::AnyBuffer>()  // ct_current [T, N]
+                                  .Ret<ffi::AnyBuffer>()  // ct_v0 [N]
+                                  .Ret<ffi::AnyBuffer>()  // ct_r0 [N]
+                                  .Ret<ffi::AnyBuffer>()  // lam1 = lam[0] [N]
+                                  .Ret<ffi::AnyBuffer>()  // lam2 = lam[1] [N]
+                                  .Ret<ffi::AnyBuffer>()  // g1 [N]
+                                  .Ret<ffi::AnyBuffer>()  // g2 [N]
+                                  .Ret<ffi::AnyBuffer>()  // gb [N]
+                                      IIRSNN_ATTRS.Attr<int64_t>("surrogate").Attr<double>("width"));

@@ -1,0 +1,1 @@
+"""Training and evaluation: state, jitted steps, device mesh, Orbax checkpoints, metrics, the loop."""
