@@ -1,1 +1,0 @@
-"""Training and evaluation: state, jitted steps, device mesh, Orbax checkpoints, metrics, the loop."""
