@@ -18,7 +18,6 @@ from flax import nnx
 
 from iirsnn_jax import architecture, layers
 from iirsnn_jax.held_input import HeldInput
-from iirsnn_jax.native import library
 
 
 class NetworkOutput(NamedTuple):
@@ -84,8 +83,7 @@ class SpikingNetwork(nnx.Module):
         self.reference_spatial_order = cfg.reference_spatial_order
         dtype, param_dtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         self.scan = resolve_scan(cfg.scan)
-        cpu_kernel = getattr(cfg, "cpu_kernel", "native")  # configs saved before the option have no key
-        library.check_option(cpu_kernel)
+        cpu_kernel = getattr(cfg, "cpu_kernel", "native")  # absent from configs saved before it; layers check it
         filter_args = dict(trainable=cfg.train_coefficients, dtype=dtype, param_dtype=param_dtype, scan=self.scan,
                            cpu_kernel=cpu_kernel)
         neuron_args = dict(tau_m=cfg.tau_m, use_bias=cfg.train_bias, reset_v=cfg.reset_v, cpu_kernel=cpu_kernel,

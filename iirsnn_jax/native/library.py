@@ -109,6 +109,16 @@ def per_feature(value, feature_shape) -> bool:
     return True
 
 
+def feature_array(value, feature_shape, dtype):
+    """A per-element parameter (None, a scalar, or broadcastable to [*F] after leading 1s) as the kernels take
+    it: an [Fs] array (Fs = prod F), or one with no elements for None."""
+    if value is None:
+        return jax.numpy.zeros((0,), dtype)
+    value = jax.numpy.asarray(value, dtype)
+    value = value.reshape(value.shape[max(0, value.ndim - len(feature_shape)):])
+    return jax.numpy.broadcast_to(value, feature_shape).reshape(-1)
+
+
 def check_option(option: str) -> None:
     if option not in OPTIONS:
         raise ValueError(f"model.cpu_kernel must be one of {OPTIONS}, got {option!r}")

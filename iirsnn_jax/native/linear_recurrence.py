@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from iirsnn_jax.native.library import feature_array
+
 FORWARD_TARGET = "iirsnn_linear_recurrence_forward"
 BACKWARD_TARGET = "iirsnn_linear_recurrence_backward"
 
@@ -22,11 +24,8 @@ def _layout(x, time_axis):
 
 def _coefficients(coefficients, features, dtype):
     """(a1, a2, b) as [F] arrays; the absent ones (order 1) with no elements."""
-    flat = lambda c: jnp.broadcast_to(jnp.asarray(c, dtype).reshape(jnp.shape(c)[max(0, jnp.ndim(c) - len(features)):]),
-                                      features).reshape(-1)
-    if len(coefficients) == 1:
-        return flat(coefficients[0]), jnp.zeros((0,), dtype), jnp.zeros((0,), dtype)
-    return tuple(flat(c) for c in coefficients)
+    a1, a2, b = (coefficients[0], None, None) if len(coefficients) == 1 else coefficients
+    return tuple(feature_array(c, features, dtype) for c in (a1, a2, b))
 
 
 def _attrs(order, length, batch, fs, time_axis):

@@ -314,29 +314,13 @@ ffi::Error CheckCommon(const ffi::AnyBuffer& steps, int64_t order, int64_t batch
   return ffi::Error::Success();
 }
 
-template <typename R>
-ffi::Error ForwardTyped(ffi::ThreadPool& pool, const ffi::AnyBuffer& current, const ffi::AnyBuffer& bias,
-                        const ffi::AnyBuffer& reset_decay, const ffi::AnyBuffer& reset_v,
-                        const ffi::AnyBuffer& decay_v, const ffi::AnyBuffer& a1, const ffi::AnyBuffer& a2,
-                        const ffi::AnyBuffer& b, const ffi::AnyBuffer& keep, const ffi::AnyBuffer& v0,
-                        const ffi::AnyBuffer& r0, const ffi::AnyBuffer& y1_0, const ffi::AnyBuffer& y2_0,
-                        ffi::Result<ffi::AnyBuffer>& out, ffi::Result<ffi::AnyBuffer>& v_out,
-                        ffi::Result<ffi::AnyBuffer>& spikes, ffi::Result<ffi::AnyBuffer>& counts,
-                        ffi::Result<ffi::AnyBuffer>& v_final, ffi::Result<ffi::AnyBuffer>& r_final,
-                        ffi::Result<ffi::AnyBuffer>& y1_final, ffi::Result<ffi::AnyBuffer>& y2_final,
-                        int64_t order, bool membrane, int64_t batch, int64_t features, double threshold,
-                        double keep_divisor) {
-  const int64_t length = current.dimensions()[0];
-  ForwardArgs<R> args{{length, static_cast<int64_t>(current.element_count()) / length, features, batch},
-                      In<R>(current), In<R>(bias), In<R>(reset_decay), In<R>(reset_v), In<R>(decay_v),
-                      In<R>(a1), In<R>(a2), In<R>(b),
-                      keep.element_count() ? static_cast<const uint8_t*>(keep.untyped_data()) : nullptr,
-                      In<R>(v0), In<R>(r0), In<R>(y1_0), In<R>(y2_0),
-                      Out<R>(out), Out<R>(v_out), Out<R>(spikes), static_cast<float*>(counts->untyped_data()),
-                      Out<R>(v_final), Out<R>(r_final), Out<R>(y1_final), Out<R>(y2_final),
-                      static_cast<R>(threshold), static_cast<R>(keep_divisor)};
-  Dispatch<Forward, R>(pool, args, order, args.keep != nullptr, membrane);
-  return ffi::Error::Success();
+const uint8_t* Keep(const ffi::AnyBuffer& keep) {
+  return keep.element_count() ? static_cast<const uint8_t*>(keep.untyped_data()) : nullptr;
+}
+
+Shape StepShape(const ffi::AnyBuffer& steps, int64_t batch, int64_t features) {
+  const int64_t length = steps.dimensions()[0];
+  return {length, static_cast<int64_t>(steps.element_count()) / length, features, batch};
 }
 
 ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer current, ffi::AnyBuffer bias,
@@ -352,38 +336,15 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer current, ffi::AnyBuf
   if (auto error = CheckCommon(current, order, batch, features); error.failure()) return error;
   auto run = [&](auto zero) {
     using R = decltype(zero);
-    return ForwardTyped<R>(pool, current, bias, reset_decay, reset_v, decay_v, a1, a2, b, keep, v0, r0, y1_0,
-                           y2_0, out, v_out, spikes, counts, v_final, r_final, y1_final, y2_final, order,
-                           membrane, batch, features, threshold, keep_divisor);
+    ForwardArgs<R> args{StepShape(current, batch, features),
+                        In<R>(current), In<R>(bias), In<R>(reset_decay), In<R>(reset_v), In<R>(decay_v),
+                        In<R>(a1), In<R>(a2), In<R>(b), Keep(keep), In<R>(v0), In<R>(r0), In<R>(y1_0), In<R>(y2_0),
+                        Out<R>(out), Out<R>(v_out), Out<R>(spikes), static_cast<float*>(counts->untyped_data()),
+                        Out<R>(v_final), Out<R>(r_final), Out<R>(y1_final), Out<R>(y2_final),
+                        static_cast<R>(threshold), static_cast<R>(keep_divisor)};
+    Dispatch<Forward, R>(pool, args, order, args.keep != nullptr, membrane);
   };
-  return current.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
-}
-
-template <typename R>
-ffi::Error BackwardTyped(ffi::ThreadPool& pool, const ffi::AnyBuffer& ct_out, const ffi::AnyBuffer& ct_spikes,
-                         const ffi::AnyBuffer& v, const ffi::AnyBuffer& y,
-                         const ffi::AnyBuffer& keep, const ffi::AnyBuffer& reset_decay,
-                         const ffi::AnyBuffer& reset_v, const ffi::AnyBuffer& decay_v, const ffi::AnyBuffer& a1,
-                         const ffi::AnyBuffer& a2, const ffi::AnyBuffer& b, const ffi::AnyBuffer& ct_counts,
-                         const ffi::AnyBuffer& ct_v_final, const ffi::AnyBuffer& ct_r_final,
-                         const ffi::AnyBuffer& ct_y1_final, const ffi::AnyBuffer& ct_y2_final,
-                         ffi::Result<ffi::AnyBuffer>& ct_current, ffi::Result<ffi::AnyBuffer>& ct_v0,
-                         ffi::Result<ffi::AnyBuffer>& ct_r0, ffi::Result<ffi::AnyBuffer>& lam1,
-                         ffi::Result<ffi::AnyBuffer>& lam2, ffi::Result<ffi::AnyBuffer>& g1,
-                         ffi::Result<ffi::AnyBuffer>& g2, ffi::Result<ffi::AnyBuffer>& gb, int64_t order,
-                         bool membrane, int64_t batch, int64_t features, double threshold,
-                         double keep_divisor, int64_t surrogate, double width) {
-  const int64_t length = v.dimensions()[0];
-  BackwardArgs<R> args{{length, static_cast<int64_t>(v.element_count()) / length, features, batch},
-                       In<R>(ct_out), In<R>(ct_spikes), In<R>(v), In<R>(y),
-                       keep.element_count() ? static_cast<const uint8_t*>(keep.untyped_data()) : nullptr,
-                       In<R>(reset_decay), In<R>(reset_v), In<R>(decay_v), In<R>(a1), In<R>(a2), In<R>(b),
-                       In<R>(ct_counts), In<R>(ct_v_final), In<R>(ct_r_final), In<R>(ct_y1_final),
-                       In<R>(ct_y2_final),
-                       Out<R>(ct_current), Out<R>(ct_v0), Out<R>(ct_r0), Out<R>(lam1), Out<R>(lam2), Out<R>(g1),
-                       Out<R>(g2), Out<R>(gb), static_cast<R>(threshold), static_cast<R>(keep_divisor),
-                       surrogate, width};
-  Dispatch<Backward, R>(pool, args, order, args.keep != nullptr, membrane);
+  current.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
   return ffi::Error::Success();
 }
 
@@ -403,12 +364,18 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuf
     return ffi::Error::InvalidArgument("spiking scan: unknown surrogate or width not positive");
   auto run = [&](auto zero) {
     using R = decltype(zero);
-    return BackwardTyped<R>(pool, ct_out, ct_spikes, v, y, keep, reset_decay, reset_v, decay_v, a1, a2, b,
-                            ct_counts, ct_v_final, ct_r_final, ct_y1_final, ct_y2_final, ct_current, ct_v0,
-                            ct_r0, lam1, lam2, g1, g2, gb, order, membrane, batch, features, threshold,
-                            keep_divisor, surrogate, width);
+    BackwardArgs<R> args{StepShape(v, batch, features),
+                         In<R>(ct_out), In<R>(ct_spikes), In<R>(v), In<R>(y), Keep(keep),
+                         In<R>(reset_decay), In<R>(reset_v), In<R>(decay_v), In<R>(a1), In<R>(a2), In<R>(b),
+                         In<R>(ct_counts), In<R>(ct_v_final), In<R>(ct_r_final), In<R>(ct_y1_final),
+                         In<R>(ct_y2_final),
+                         Out<R>(ct_current), Out<R>(ct_v0), Out<R>(ct_r0), Out<R>(lam1), Out<R>(lam2), Out<R>(g1),
+                         Out<R>(g2), Out<R>(gb), static_cast<R>(threshold), static_cast<R>(keep_divisor),
+                         surrogate, width};
+    Dispatch<Backward, R>(pool, args, order, args.keep != nullptr, membrane);
   };
-  return v.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
+  v.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
+  return ffi::Error::Success();
 }
 
 }  // namespace

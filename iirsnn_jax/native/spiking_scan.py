@@ -15,18 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from iirsnn_jax.native.library import feature_array
+
 SURROGATES = ("gaussian", "fast_sigmoid", "atan", "triangle")  # the kernel's numbering (enum Surrogate)
 FORWARD_TARGET = "iirsnn_spiking_scan_forward"
 BACKWARD_TARGET = "iirsnn_spiking_scan_backward"
-
-
-def _features(value, feature_shape, dtype):
-    """A per-element parameter (None, a scalar, or broadcastable to [*F] after leading 1s) as an [Fs] array."""
-    if value is None:
-        return jnp.zeros((0,), dtype)
-    value = jnp.asarray(value, dtype)
-    value = value.reshape(value.shape[max(0, value.ndim - len(feature_shape)):])
-    return jnp.broadcast_to(value, feature_shape).reshape(-1)
 
 
 def _attrs(spec, order, batch, features):
@@ -59,9 +52,8 @@ def forward(spec, current, bias, constants, keep, coefficients, state, filter_st
     filter_state = tuple(filter_state) + (None,) * (2 - len(filter_state)) if filter_state is not None else (None, None)
     out, v, spikes, counts, v_final, r_final, y1_final, y2_final = jax.ffi.ffi_call(
         FORWARD_TARGET, results, vmap_method="sequential")(
-        steps(current), _features(bias, features, dtype), _features(reset_decay, features, dtype),
-        _features(reset_v, features, dtype), _features(decay_v, features, dtype), _features(a1, features, dtype),
-        _features(a2, features, dtype), _features(b, features, dtype), keep_flat,
+        steps(current), *(feature_array(p, features, dtype) for p in (bias, reset_decay, reset_v, decay_v, a1, a2, b)),
+        keep_flat,
         flat(state[0]), flat(state[1]),
         empty if filter_state[0] is None else flat(filter_state[0]),
         empty if filter_state[1] is None else flat(filter_state[1]),
@@ -99,9 +91,8 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
         steps(ct_out), empty if ct_spikes is None else steps(ct_spikes), steps(v),
         empty if y is None else steps(y),
         jnp.zeros((0,), jnp.bool_) if keep is None else keep.reshape(length, batch, fs),
-        _features(reset_decay, features, dtype), _features(reset_v, features, dtype),
-        _features(decay_v, features, dtype), _features(a1, features, dtype), _features(a2, features, dtype),
-        _features(b, features, dtype), ct_counts.astype(dtype),
+        *(feature_array(p, features, dtype) for p in (reset_decay, reset_v, decay_v, a1, a2, b)),
+        ct_counts.astype(dtype),
         flat(ct_v_final), flat(ct_r_final),
         flat(ct_final[0]) if len(ct_final) > 0 else empty, flat(ct_final[1]) if len(ct_final) > 1 else empty,
         **_attrs(spec, order, batch, fs), surrogate=np.int64(SURROGATES.index(spec.surrogate)),
