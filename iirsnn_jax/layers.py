@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
-from iirsnn_jax import filters, neurons, pooling, recurrence, threefry
+from iirsnn_jax import convolution, filters, neurons, pooling, recurrence, threefry
 from iirsnn_jax.native import library
 
 
@@ -267,10 +267,8 @@ class SpikingConv(SpikingLayer):
     def current(self, x):
         t, b = x.shape[:2]
         frames = x.reshape(t * b, *x.shape[2:]).astype(self.dtype)
-        current = jax.lax.conv_general_dilated(
-            frames, self.kernel[...].astype(self.dtype), (self.stride, self.stride),
-            [(self.padding, self.padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            preferred_element_type=self.state_dtype)
+        current = convolution.conv2d(frames, self.kernel[...].astype(self.dtype), self.stride, self.padding,
+                                     self.state_dtype)
         return current.reshape(t, b, *current.shape[1:])
 
 
