@@ -189,13 +189,20 @@ def _scan_bwd(spec, residuals, cotangents):
     ct_spikes = ct_spikes if spec.keep_spikes and coefficients is not None else None
     args = (v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final, ct_r_final,
             ct_filter_final)
-    xla = functools.partial(_xla_reverse, spec)
+    bias_gradient = lambda summed: None if bias is None else recurrence.sum_to_shape(summed, bias)
+
+    def xla(*args):
+        ct_current, *rest = _xla_reverse(spec, *args)
+        return ct_current, *rest, bias_gradient(ct_current)
+
+    def native(*args):  # the kernel sums ct_current over T as it goes: the bias gradient reads [B, *F], not [T, B, *F]
+        *results, summed = native_scan.backward(spec, *args, sum_current=bias is not None)
+        return *results, bias_gradient(summed)
+
     if library.usable(spec.cpu_kernel, v, *constants, *(coefficients or ())):
-        native = functools.partial(native_scan.backward, spec)
-        ct_current, ct_v0, ct_r0, lam, grads = library.on_cpu(native, xla, *args)
+        ct_current, ct_v0, ct_r0, lam, grads, ct_bias = library.on_cpu(native, xla, *args)
     else:
-        ct_current, ct_v0, ct_r0, lam, grads = xla(*args)
-    ct_bias = None if bias is None else recurrence.sum_to_shape(ct_current, bias)
+        ct_current, ct_v0, ct_r0, lam, grads, ct_bias = xla(*args)
     if coefficients is None:
         ct_coefficients, ct_filter_init = None, None
     else:

@@ -174,6 +174,7 @@ struct BackwardArgs {
   const R *reset_decay, *reset_v, *decay_v, *a1, *a2, *b, *ct_counts;
   const R *ct_v_final, *ct_r_final, *ct_y1_final, *ct_y2_final;
   R *ct_current, *ct_v0, *ct_r0, *lam1, *lam2, *g1, *g2, *gb;
+  R* ct_current_sum;  // [N]: ct_current summed over T (the bias gradient before the sum over B), or null
   R threshold, keep_divisor;
   int64_t surrogate;
   double width;
@@ -183,7 +184,7 @@ template <typename R, int kOrder, bool kKeep, bool kMembrane>
 void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
   const int64_t n0 = block * kBlock, m = std::min(kBlock, a.shape.n - n0), n = a.shape.n, f = a.shape.features;
   const int64_t per_sample = n / a.shape.batch, length = a.shape.length;
-  R gr[kBlock], gvm[kBlock], l1[kBlock], l2[kBlock], g1[kBlock], g2[kBlock], gb[kBlock];
+  R gr[kBlock], gvm[kBlock], l1[kBlock], l2[kBlock], g1[kBlock], g2[kBlock], gb[kBlock], gi[kBlock];
   R rd[kBlock], rv[kBlock], dv[kBlock], c1[kBlock], c2[kBlock], cb[kBlock], ct_counts[kBlock];
   LoadState(gr, a.ct_r_final, n0, m);
   LoadState(gvm, kMembrane ? a.ct_v_final : nullptr, n0, m);
@@ -192,6 +193,7 @@ void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
   std::fill(g1, g1 + m, R(0));
   std::fill(g2, g2 + m, R(0));
   std::fill(gb, gb + m, R(0));
+  std::fill(gi, gi + m, R(0));
   LoadFeatures(rd, a.reset_decay, n0, m, f, R(0));
   LoadFeatures(rv, a.reset_v, n0, m, f, R(0));
   LoadFeatures(dv, a.decay_v, n0, m, f, R(0));
@@ -259,9 +261,12 @@ void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
       }
       gr[i] = rd[i] * gr[i] - gv;
       ct_current[i] = gv;
+      gi[i] = gi[i] + gv;
     }
   }
   std::copy(gr, gr + m, a.ct_r0 + n0);
+  // summed while ct_current is in registers: XLA's sum over T would read the whole [T, N] array again
+  if (a.ct_current_sum) std::copy(gi, gi + m, a.ct_current_sum + n0);
   if (kMembrane) {
     std::copy(gvm, gvm + m, a.ct_v0 + n0);
   } else {
@@ -356,7 +361,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuf
                         ffi::Result<ffi::AnyBuffer> ct_current, ffi::Result<ffi::AnyBuffer> ct_v0,
                         ffi::Result<ffi::AnyBuffer> ct_r0, ffi::Result<ffi::AnyBuffer> lam1,
                         ffi::Result<ffi::AnyBuffer> lam2, ffi::Result<ffi::AnyBuffer> g1,
-                        ffi::Result<ffi::AnyBuffer> g2, ffi::Result<ffi::AnyBuffer> gb, int64_t order,
+                        ffi::Result<ffi::AnyBuffer> g2, ffi::Result<ffi::AnyBuffer> gb,
+                        ffi::Result<ffi::AnyBuffer> ct_current_sum, int64_t order,
                         bool membrane, int64_t batch, int64_t features, double threshold, double keep_divisor,
                         int64_t surrogate, double width) {
   if (auto error = CheckCommon(v, order, batch, features); error.failure()) return error;
@@ -370,8 +376,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuf
                          In<R>(ct_counts), In<R>(ct_v_final), In<R>(ct_r_final), In<R>(ct_y1_final),
                          In<R>(ct_y2_final),
                          Out<R>(ct_current), Out<R>(ct_v0), Out<R>(ct_r0), Out<R>(lam1), Out<R>(lam2), Out<R>(g1),
-                         Out<R>(g2), Out<R>(gb), static_cast<R>(threshold), static_cast<R>(keep_divisor),
-                         surrogate, width};
+                         Out<R>(g2), Out<R>(gb), Out<R>(ct_current_sum), static_cast<R>(threshold),
+                         static_cast<R>(keep_divisor), surrogate, width};
     Dispatch<Backward, R>(pool, args, order, args.keep != nullptr, membrane);
   };
   v.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
@@ -440,4 +446,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, iirsnn::BackwardImpl,
                                   .Ret<ffi::AnyBuffer>()  // g1 [N]
                                   .Ret<ffi::AnyBuffer>()  // g2 [N]
                                   .Ret<ffi::AnyBuffer>()  // gb [N]
+                                  .Ret<ffi::AnyBuffer>()  // ct_current_sum [N] (or no elements)
                                       IIRSNN_ATTRS.Attr<int64_t>("surrogate").Attr<double>("width"));

@@ -66,9 +66,10 @@ def forward(spec, current, bias, constants, keep, coefficients, state, filter_st
 
 
 def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final,
-             ct_r_final, ct_filter_final):
+             ct_r_final, ct_filter_final, *, sum_current: bool):
     """The reverse scan of neurons._scan_bwd: (ct_current [T, B, *F], ct_v0, ct_r0, lam tuple or None,
-    per-element coefficient gradient accumulators or None), each state-shaped."""
+    per-element coefficient gradient accumulators or None, ct_current summed over T or None (without
+    sum_current)), all but the first state-shaped."""
     length, batch, *features = v.shape
     features = tuple(features)
     fs = int(np.prod(features, dtype=np.int64))
@@ -85,8 +86,8 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
     results = (jax.ShapeDtypeStruct((length, batch, fs), dtype), state_shape, state_shape,
                state_shape if order >= 1 else none, state_shape if order == 2 else none,
                state_shape if order >= 1 else none, state_shape if order == 2 else none,
-               state_shape if order == 2 else none)
-    ct_current, ct_v0, ct_r0, lam1, lam2, g1, g2, gb = jax.ffi.ffi_call(
+               state_shape if order == 2 else none, state_shape if sum_current else none)
+    ct_current, ct_v0, ct_r0, lam1, lam2, g1, g2, gb, summed = jax.ffi.ffi_call(
         BACKWARD_TARGET, results, vmap_method="sequential")(
         steps(ct_out), empty if ct_spikes is None else steps(ct_spikes), steps(v),
         empty if y is None else steps(y),
@@ -104,4 +105,5 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
         lam, grads = (state(lam1),), (state(g1),)
     else:
         lam, grads = (state(lam1), state(lam2)), (state(g1), state(g2), state(gb))
-    return ct_current.reshape(v.shape), state(ct_v0), state(ct_r0), lam, grads
+    return (ct_current.reshape(v.shape), state(ct_v0), state(ct_r0), lam, grads,
+            state(summed) if sum_current else None)
