@@ -94,7 +94,7 @@ struct ForwardArgs {
   const R *current, *bias, *reset_decay, *reset_v, *decay_v, *a1, *a2, *b;
   const uint8_t* keep;  // XLA PRED: one byte each (read as bytes: a bool load is not vectorised)
   const R *v0, *r0, *y1_0, *y2_0;
-  R *out, *v_out, *spikes;  // v_out may be the current's buffer (XLA aliases them): element i is read, then written
+  R *out, *v_out, *spikes;
   float* counts;
   R *v_final, *r_final, *y1_final, *y2_final;
   R threshold, keep_divisor;

@@ -51,10 +51,7 @@ def forward(spec, current, bias, constants, keep, coefficients, state, filter_st
                state_shape if order >= 1 else none, state_shape if order == 2 else none)
     filter_state = tuple(filter_state) + (None,) * (2 - len(filter_state)) if filter_state is not None else (None, None)
     out, v, spikes, counts, v_final, r_final, y1_final, y2_final = jax.ffi.ffi_call(
-        FORWARD_TARGET, results, vmap_method="sequential",
-        # v is written over the current, which nothing reads after the scan: no fresh [T, B, F] buffer to
-        # page in (XLA copies the current first where something else still needs it)
-        input_output_aliases={0: 1} if save_v else None)(
+        FORWARD_TARGET, results, vmap_method="sequential")(
         steps(current), *(feature_array(p, features, dtype) for p in (bias, reset_decay, reset_v, decay_v, a1, a2, b)),
         keep_flat,
         flat(state[0]), flat(state[1]),
