@@ -137,6 +137,41 @@ def test_the_kernel_is_what_runs_on_cpu():
     assert native_scan.FORWARD_TARGET not in _lowered("xla")
 
 
+def test_scan_buffers_are_reused_in_place():
+    # v is written over the current and the current's cotangent over v: in a dense layer's gradient program no
+    # [T B, N] or [T, B, N] array is copied for that (XLA would copy an aliased operand that is a reshape)
+    spec = neurons.NeuronSpec(cpu_kernel="native")
+    rows, weights = jnp.ones((4 * 2, 3)), jnp.full((3, 5), 0.5)
+
+    def loss(weights):
+        current = (rows @ weights).reshape(4, 2, 5)
+        return neurons.spiking_scan(current, None, spec, reset_decay=0.8, reset_v=1.0, decay_v=0.8).out.sum()
+
+    text = jax.jit(jax.grad(loss)).lower(weights).compile().as_text()
+    calls = [line for line in text.splitlines() if "custom_call_target=\"iirsnn_spiking_scan" in line]
+    assert len(calls) == 2 and all("output_to_operand_aliasing" in line for line in calls)
+    copies = [line for line in text.splitlines() if "copy" in line.split("=")[0] and ("f32[8,5]" in line or
+                                                                                       "f32[4,2,5]" in line)]
+    assert not copies, copies
+
+
+def test_vmapped_scan_equals_lax_scan():
+    # an ensemble axis in front: the kernel runs once per member (vmap_method="sequential"), its buffers aliased
+    spec, current, state, params, keep, coefficients, filter_state, _ = _inputs(2, True, False, seed=5)
+    members = jnp.stack([current, current * 0.7 + 0.2])
+
+    def run(kernel):
+        def one(current):
+            out = neurons.spiking_scan(current, state, spec._replace(cpu_kernel=kernel), keep=keep,
+                                       filter_coefficients=coefficients, filter_state=filter_state, **params)
+            return jnp.sum(out.out ** 2)
+        return jax.jit(jax.vmap(jax.value_and_grad(one)))(members)
+
+    (value, grad), (value_xla, grad_xla) = run("native"), run("xla")
+    np.testing.assert_allclose(value, value_xla, rtol=1e-6)
+    np.testing.assert_allclose(grad, grad_xla, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(grad_xla).max())))
+
+
 def test_network_step_is_the_same_on_both_routes():
     """snn_mlp_1's network (dual-exponential filters, dropout) on a small batch: equal spikes and loss, gradients
     to float32 rounding."""

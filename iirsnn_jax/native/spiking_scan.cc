@@ -94,7 +94,7 @@ struct ForwardArgs {
   const R *current, *bias, *reset_decay, *reset_v, *decay_v, *a1, *a2, *b;
   const uint8_t* keep;  // XLA PRED: one byte each (read as bytes: a bool load is not vectorised)
   const R *v0, *r0, *y1_0, *y2_0;
-  R *out, *v_out, *spikes;
+  R *out, *v_out, *spikes;  // v_out is the current's buffer (XLA aliases them): element i is read, then written
   float* counts;
   R *v_final, *r_final, *y1_final, *y2_final;
   R threshold, keep_divisor;
@@ -173,7 +173,7 @@ struct BackwardArgs {
   const uint8_t* keep;  // XLA PRED: one byte each (read as bytes: a bool load is not vectorised)
   const R *reset_decay, *reset_v, *decay_v, *a1, *a2, *b, *ct_counts;
   const R *ct_v_final, *ct_r_final, *ct_y1_final, *ct_y2_final;
-  R *ct_current, *ct_v0, *ct_r0, *lam1, *lam2, *g1, *g2, *gb;
+  R *ct_current, *ct_v0, *ct_r0, *lam1, *lam2, *g1, *g2, *gb;  // ct_current is v's buffer: read, then written
   R* ct_current_sum;  // [N]: ct_current summed over T (the bias gradient before the sum over B), or null
   R threshold, keep_divisor;
   int64_t surrogate;
@@ -311,11 +311,9 @@ ffi::Error CheckCommon(const ffi::AnyBuffer& steps, int64_t order, int64_t batch
   if (steps.element_type() != ffi::DataType::F32 && steps.element_type() != ffi::DataType::F64)
     return ffi::Error::InvalidArgument("spiking scan: float32 or float64 arrays expected");
   if (order < 0 || order > 2) return ffi::Error::InvalidArgument("spiking scan: filter order must be 0, 1 or 2");
-  auto dims = steps.dimensions();
-  if (dims.size() < 2 || dims[0] <= 0) return ffi::Error::InvalidArgument("spiking scan: step arrays must be [T, ...]");
-  const int64_t n = steps.element_count() / dims[0];
-  if (batch <= 0 || features <= 0 || n != batch * features)
-    return ffi::Error::InvalidArgument("spiking scan: a step must hold batch x features elements");
+  const int64_t count = static_cast<int64_t>(steps.element_count());
+  if (batch <= 0 || features <= 0 || count <= 0 || count % (batch * features) != 0)
+    return ffi::Error::InvalidArgument("spiking scan: step arrays must hold T x batch x features elements, T > 0");
   return ffi::Error::Success();
 }
 
@@ -323,9 +321,11 @@ const uint8_t* Keep(const ffi::AnyBuffer& keep) {
   return keep.element_count() ? static_cast<const uint8_t*>(keep.untyped_data()) : nullptr;
 }
 
+// The step arrays' shape: [T, B, F] in memory, whatever dimensions XLA gives them (the current arrives as
+// [T B, *F], the shape of the matmul or conv that made it, so that it can be aliased without a copy).
 Shape StepShape(const ffi::AnyBuffer& steps, int64_t batch, int64_t features) {
-  const int64_t length = steps.dimensions()[0];
-  return {length, static_cast<int64_t>(steps.element_count()) / length, features, batch};
+  const int64_t n = batch * features;
+  return {static_cast<int64_t>(steps.element_count()) / n, n, features, batch};
 }
 
 ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer current, ffi::AnyBuffer bias,

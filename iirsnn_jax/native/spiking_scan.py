@@ -7,7 +7,9 @@ T steps in local arrays instead (docs/performance.md: the forward pass about 2x 
 order (the surrogate slopes' exp is the kernel's own polynomial, within an ulp or two of XLA's).
 
 Array layout of the calls: step arrays [T, B, Fs] (Fs = prod of the feature shape), per-element parameters
-[Fs], states [B, Fs]; an absent optional array is passed with no elements.
+[Fs], states [B, Fs]; an absent optional array is passed with no elements. The potentials are written over the
+current and the current's cotangent over the potentials (input-output aliases), both passed as [T B, *F], the
+shape of the matmul or conv output they live in.
 """
 from __future__ import annotations
 
@@ -46,13 +48,18 @@ def forward(spec, current, bias, constants, keep, coefficients, state, filter_st
     step_shape = jax.ShapeDtypeStruct((length, batch, fs), dtype)
     state_shape = jax.ShapeDtypeStruct((batch, fs), dtype)
     none = jax.ShapeDtypeStruct((0,), dtype)
-    results = (step_shape, step_shape if save_v else none, step_shape if spikes_too else none,
+    # v is written over the current, which nothing reads after the scan: one fresh [T, B, F] buffer less (fewer
+    # page faults, less memory). The current goes in with the shape of the matmul or conv that made it,
+    # [T B, *F]: XLA copies an aliased operand that is a reshape of another array.
+    frames = lambda a: a.reshape(length * batch, *features)
+    frames_shape = jax.ShapeDtypeStruct((length * batch, *features), dtype)
+    results = (step_shape, frames_shape if save_v else none, step_shape if spikes_too else none,
                jax.ShapeDtypeStruct((batch, fs), jnp.float32), state_shape, state_shape,
                state_shape if order >= 1 else none, state_shape if order == 2 else none)
     filter_state = tuple(filter_state) + (None,) * (2 - len(filter_state)) if filter_state is not None else (None, None)
     out, v, spikes, counts, v_final, r_final, y1_final, y2_final = jax.ffi.ffi_call(
-        FORWARD_TARGET, results, vmap_method="sequential")(
-        steps(current), *(feature_array(p, features, dtype) for p in (bias, reset_decay, reset_v, decay_v, a1, a2, b)),
+        FORWARD_TARGET, results, vmap_method="sequential", input_output_aliases={0: 1} if save_v else None)(
+        frames(current), *(feature_array(p, features, dtype) for p in (bias, reset_decay, reset_v, decay_v, a1, a2, b)),
         keep_flat,
         flat(state[0]), flat(state[1]),
         empty if filter_state[0] is None else flat(filter_state[0]),
@@ -83,13 +90,14 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
     ct_final = tuple(ct_filter_final) if ct_filter_final is not None else ()
     state_shape = jax.ShapeDtypeStruct((batch, fs), dtype)
     none = jax.ShapeDtypeStruct((0,), dtype)
-    results = (jax.ShapeDtypeStruct((length, batch, fs), dtype), state_shape, state_shape,
+    # ct_current is written over v (read first at every step), v arriving as the forward pass made it, [T B, *F]
+    results = (jax.ShapeDtypeStruct((length * batch, *features), dtype), state_shape, state_shape,
                state_shape if order >= 1 else none, state_shape if order == 2 else none,
                state_shape if order >= 1 else none, state_shape if order == 2 else none,
                state_shape if order == 2 else none, state_shape if sum_current else none)
     ct_current, ct_v0, ct_r0, lam1, lam2, g1, g2, gb, summed = jax.ffi.ffi_call(
-        BACKWARD_TARGET, results, vmap_method="sequential")(
-        steps(ct_out), empty if ct_spikes is None else steps(ct_spikes), steps(v),
+        BACKWARD_TARGET, results, vmap_method="sequential", input_output_aliases={2: 0})(
+        steps(ct_out), empty if ct_spikes is None else steps(ct_spikes), v.reshape(length * batch, *features),
         empty if y is None else steps(y),
         jnp.zeros((0,), jnp.bool_) if keep is None else keep.reshape(length, batch, fs),
         *(feature_array(p, features, dtype) for p in (reset_decay, reset_v, decay_v, a1, a2, b)),
