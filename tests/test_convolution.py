@@ -34,3 +34,7 @@ def test_few_input_channels_take_the_product_route():
     assert grad.lower(frames, kernel).compile().as_text().count("convolution(") == 1  # the forward conv
     grad_both = jax.jit(jax.grad(lambda x, w: jnp.sum(_xla_conv(x, w, 1, 1) ** 2), argnums=0))
     assert grad_both.lower(frames, kernel).compile().as_text().count("convolution(") == 2
+    # a GPU or TPU program keeps XLA's input-gradient convolution (lowered here, not compiled)
+    for platform in ("cuda", "tpu"):
+        text = grad.trace(frames, kernel).lower(lowering_platforms=(platform,)).as_text()
+        assert text.count("stablehlo.convolution") == 2
