@@ -193,14 +193,16 @@ class SpikingLayer(nnx.Module):
 
     def run(self, x, state=None, *, dropout: "Dropout | None" = None, dropout_key=None,
             next_filter: DualExpFilter | LowPassFilter | None = None, filter_state=None,
-            keep_spikes: bool = False) -> neurons.ScanOutput:
+            keep_spikes: bool = False, pool: "MaxPool | None" = None) -> neurons.ScanOutput:
         """The layer over x [T, B, *F_in], optionally followed by `dropout` and `next_filter` in the same scan
-        (one pass per layer boundary, see neurons.py); without a filter `out` is the spikes."""
+        (one pass per layer boundary, see neurons.py), and by `pool` (a 2x2, stride-2 MaxPool after the filter:
+        `fuses_after_filter`); without a filter `out` is the spikes."""
         keep = None if dropout is None else dropout.keep_mask((x.shape[0], x.shape[1], *self.neuron_shape),
                                                               dropout_key)
         cast = lambda v: v[...].astype(self.state_dtype)
         spec = neurons.NeuronSpec(self.membrane_filter, self.threshold, self.surrogate_name, self.surrogate_width,
-                                  0.0 if keep is None else dropout.rate, keep_spikes, self.cpu_kernel)
+                                  0.0 if keep is None else dropout.rate, keep_spikes, self.cpu_kernel,
+                                  None if pool is None else pool.padding)
         current = checkpoint_name(self.current(x), SYNAPTIC_CURRENT)
         return neurons.spiking_scan(
             current, state, spec, reset_decay=cast(self.reset_decay), reset_v=cast(self.reset_v),
@@ -285,6 +287,10 @@ class MaxPool(nnx.Module):
 
     def output_shape(self):
         return self._output_shape
+
+    def fuses_after_filter(self) -> bool:
+        """Whether the spiking scan before it can pool its filter's output itself (SpikingLayer.run)."""
+        return self.kernel_size == self.stride == 2 and self.padding in (0, 1)
 
     def __call__(self, x, state=None, *, key=None):
         return pooling.max_pool(x, self.kernel_size, self.stride, self.padding), None

@@ -3,8 +3,8 @@
 `SpikingNetwork` takes batch-major inputs [B, T, ...] (the layout of the data pipelines) or a frame held over
 T steps (held_input.py), works time-major inside (a first filter reads the batch-major input in place), runs
 its layers one after the other over the whole sequence, and returns batch-major outputs. With sequential
-filter scans, a spiking layer, the dropout after it and the next filter run as one scan
-(`SpikingNetwork.passes`, neurons.py): parameters, layer names and states are those of the separate layers.
+filter scans, a spiking layer, the dropout after it, the next filter and a 2x2 max-pool after that run as one
+scan (`SpikingNetwork.passes`, neurons.py): parameters, layer names and states are those of the separate layers.
 """
 from __future__ import annotations
 
@@ -205,11 +205,12 @@ class SpikingNetwork(nnx.Module):
                 if isinstance(layer, layers.OutputFilter):
                     outputs["filtered"] = x
                 continue
-            drop, filt = fused if fused else (None, None)
+            drop, filt, pool = (*fused, None)[:3] if fused else (None, None, None)
             out = layer.run(x, states[index], dropout=None if drop is None else all_layers[drop],
                             dropout_key=None if drop is None else keys[drop],
                             next_filter=None if filt is None else all_layers[filt],
-                            filter_state=None if filt is None else states[filt], keep_spikes=keep_layer_spikes)
+                            filter_state=None if filt is None else states[filt], keep_spikes=keep_layer_spikes,
+                            pool=None if pool is None else all_layers[pool])
             new_states[index] = out.neuron_state
             if filt is not None:
                 new_states[filt] = all_layers[filt].state_type(*out.filter_state)
@@ -255,7 +256,8 @@ class SpikingNetwork(nnx.Module):
 def _passes(all_layers, scan: str) -> tuple:
     """The network as passes: (index,) for a layer on its own, (index, dropout index or None, filter index) for
     a spiking layer whose spikes go, through an optional dropout, straight into a filter: one scan for all
-    three (sequential filters only). The last spiking layer stays on its own: its spikes are the output."""
+    three (sequential filters only), plus the pool's index when a 2x2 max-pool follows the filter (the scan's
+    backward routes the pool's cotangent). The last spiking layer stays on its own: its spikes are the output."""
     last_spiking = max(i for i, layer in enumerate(all_layers) if isinstance(layer, layers.SpikingLayer))
     passes, i = [], 0
     while i < len(all_layers):
@@ -264,8 +266,10 @@ def _passes(all_layers, scan: str) -> tuple:
         j += drop is not None
         if (isinstance(all_layers[i], layers.SpikingLayer) and i != last_spiking and scan == "sequential"
                 and j < len(all_layers) and isinstance(all_layers[j], layers.SynapseFilter)):
-            passes.append((i, drop, j))
-            i = j + 1
+            pool = j + 1 if (j + 1 < len(all_layers) and isinstance(all_layers[j + 1], layers.MaxPool)
+                             and all_layers[j + 1].fuses_after_filter()) else None
+            passes.append((i, drop, j) if pool is None else (i, drop, j, pool))
+            i = j + 1 if pool is None else pool + 1
         else:
             passes.append((i,))
             i += 1

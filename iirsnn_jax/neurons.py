@@ -12,7 +12,9 @@ through it (BPTT over the reset path, as the reference). This is the only truly 
 One pass per layer boundary: `spiking_scan` can also run, in the same `lax.scan`, the dropout and the IIR
 filter of the next layer (the network's "N D F" and "C F"), so the spikes never exist as a [T, B, *F] array
 and the backward pass is one reverse scan too. Its residuals are the potentials v (s and the surrogate slope
-are recomputed from them) and the filter's output. The backward pass (BPTT through r, the filter's adjoint of
+are recomputed from them) and the filter's output. A 2x2 max-pool after the filter ("C F P") can join too
+(`NeuronSpec.pool_padding`): the CPU kernel then routes the pooled cotangent to each window's first maximum
+itself, so the unpooled cotangent is never written. The backward pass (BPTT through r, the filter's adjoint of
 recurrence.py) is written out in `_scan_bwd`:
 
     gr[t] = reset_decay gr[t+1] - gv[t+1]          (r[t] enters r[t+1], and v[t+1] negated)
@@ -33,7 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from iirsnn_jax import recurrence, surrogate
+from iirsnn_jax import pooling, recurrence, surrogate
 from iirsnn_jax.native import library, spiking_scan as native_scan
 
 
@@ -56,10 +58,14 @@ class NeuronSpec(NamedTuple):
     # On CPU: "native" runs the scan in the compiled kernel of native/spiking_scan.cc (same results, faster),
     # "xla" as a lax.scan. Other backends always use the lax.scan.
     cpu_kernel: str = "native"
+    # With a filter over [T, B, H, W, C]: None, or 0 or 1 for a 2x2, stride-2 max-pool of the filter's output
+    # with that padding (pooling.py's rule). The backward kernel then routes the pooled cotangent itself.
+    pool_padding: int | None = None
 
 
 class ScanOutput(NamedTuple):
-    """out: the filter's output [T, B, *F] (the spikes without a filter); spikes: [T, B, *F] or None;
+    """out: the filter's output [T, B, *F] (the spikes without a filter; max-pooled with spec.pool_padding);
+    spikes: [T, B, *F] or None;
     counts: [B] float32 spikes per sample (over T and F); neuron_state, filter_state: the final states."""
 
     out: jax.Array
@@ -104,6 +110,10 @@ def spiking_scan(current, state: NeuronState | None, spec: NeuronSpec, *, reset_
     if spec.surrogate not in surrogate.SURROGATES:
         raise ValueError(f"unknown surrogate {spec.surrogate!r}; expected one of {sorted(surrogate.SURROGATES)}")
     library.check_option(spec.cpu_kernel)
+    if spec.pool_padding is not None and (filter_coefficients is None or current.ndim != 5
+                                          or spec.pool_padding not in (0, 1)):
+        raise ValueError(f"a pooled spiking scan needs a filter, [T, B, H, W, C] currents and pool padding 0 or 1; "
+                         f"got pool padding {spec.pool_padding}, current shape {current.shape}")
     def as_state(given, count):  # a tuple of [B, *F] arrays in the current's dtype; zeros when None
         if given is None:
             return tuple(jnp.zeros(current.shape[1:], current.dtype) for _ in range(count))
@@ -169,40 +179,50 @@ def _xla_forward(spec, current, bias, constants, keep, coefficients, state, filt
     return out, v, s, counts, neuron_final, filter_final
 
 
+def _pooled(spec, out):
+    return out if spec.pool_padding is None else pooling.max_pool(out, 2, 2, spec.pool_padding)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _scan(spec, current, bias, constants, keep, coefficients, state, filter_state):
     out, _, spikes, counts, neuron_final, filter_final = _run_forward(
         spec, current, bias, constants, keep, coefficients, state, filter_state, save_v=False)
-    return out, spikes, counts, neuron_final, filter_final
+    return _pooled(spec, out), spikes, counts, neuron_final, filter_final
 
 
 def _scan_fwd(spec, current, bias, constants, keep, coefficients, state, filter_state):
     out, v, spikes, counts, neuron_final, filter_final = _run_forward(
         spec, current, bias, constants, keep, coefficients, state, filter_state, save_v=True)
-    residuals = (v, out if coefficients is not None else None, bias, constants, keep, coefficients, filter_state)
-    return (out, spikes, counts, neuron_final, filter_final), residuals
+    pooled = _pooled(spec, out)
+    residuals = (v, out if coefficients is not None else None, bias, constants, keep, coefficients, filter_state,
+                 None if spec.pool_padding is None else pooled)
+    return (pooled, spikes, counts, neuron_final, filter_final), residuals
 
 
 def _scan_bwd(spec, residuals, cotangents):
-    v, y, bias, constants, keep, coefficients, filter_init = residuals
+    v, y, bias, constants, keep, coefficients, filter_init, pooled = residuals
     ct_out, ct_spikes, ct_counts, (ct_v_final, ct_r_final), ct_filter_final = cotangents
     ct_spikes = ct_spikes if spec.keep_spikes and coefficients is not None else None
     args = (v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final, ct_r_final,
             ct_filter_final)
     bias_gradient = lambda summed: None if bias is None else recurrence.sum_to_shape(summed, bias)
 
-    def xla(*args):
+    def xla(pooled, *args):
+        if pooled is not None:  # ct_out is the pooled output's: route it to the first maximum of each window
+            v, y, keep, constants, coefficients, ct_out, *rest = args
+            ct_y = pooling.first_maximum_cotangent(y, pooled, ct_out, 2, spec.pool_padding)
+            args = (v, y, keep, constants, coefficients, ct_y, *rest)
         ct_current, *rest = _xla_reverse(spec, *args)
         return ct_current, *rest, bias_gradient(ct_current)
 
-    def native(*args):  # the kernel sums ct_current over T as it goes: the bias gradient reads [B, *F], not [T, B, *F]
-        *results, summed = native_scan.backward(spec, *args, sum_current=bias is not None)
+    def native(pooled, *args):  # the kernel sums ct_current over T as it goes: the bias gradient reads [B, *F]
+        *results, summed = native_scan.backward(spec, *args, pooled=pooled, sum_current=bias is not None)
         return *results, bias_gradient(summed)
 
     if library.usable(spec.cpu_kernel, v, *constants, *(coefficients or ())):
-        ct_current, ct_v0, ct_r0, lam, grads, ct_bias = library.on_cpu(native, xla, *args)
+        ct_current, ct_v0, ct_r0, lam, grads, ct_bias = library.on_cpu(native, xla, pooled, *args)
     else:
-        ct_current, ct_v0, ct_r0, lam, grads, ct_bias = xla(*args)
+        ct_current, ct_v0, ct_r0, lam, grads, ct_bias = xla(pooled, *args)
     if coefficients is None:
         ct_coefficients, ct_filter_init = None, None
     else:

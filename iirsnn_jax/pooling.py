@@ -59,3 +59,9 @@ def _pool_bwd(k, p, residuals, cotangent):
 
 
 _non_overlapping_max_pool.defvjp(_pool_fwd, _pool_bwd)
+
+
+def first_maximum_cotangent(x, out, cotangent, kernel: int, padding: int):
+    """The cotangent of x [T, B, H, W, C] given that of out = max_pool(x, kernel, kernel, padding): each window's
+    cotangent goes to its first maximum (the backward pass of the non-overlapping pool above)."""
+    return _pool_bwd(kernel, padding, (x, out), cotangent)[0]

@@ -82,7 +82,8 @@ def test_unknown_spatial_order_is_rejected():
 @pytest.mark.parametrize("layers, shape, passes", [
     ("F N(20) D F N(12) D F N(5)", (12,), ((0,), (1, 2, 3), (4, 5, 6), (7,))),
     ("F C(3,3,1,1) F P(2,2,1) F C(4,3,1,1) F P(2,2,0) flat F N(5)", (6, 6, 2),
-     ((0,), (1, None, 2), (3,), (4,), (5, None, 6), (7,), (8,), (9,), (10,))),
+     ((0,), (1, None, 2, 3), (4,), (5, None, 6, 7), (8,), (9,), (10,))),
+    ("F C(3,3,1,1) F P(3,3,0) flat F N(5)", (6, 6, 2), ((0,), (1, None, 2), (3,), (4,), (5,), (6,))),  # 3x3 pool
 ])
 def test_fused_passes_equal_the_layers_one_by_one(layers, shape, passes):
     """A spiking layer, its dropout and the next filter run as one scan; the layers' own calls, one after the

@@ -79,6 +79,40 @@ def test_kernel_equals_lax_scan(filter_order, dropout, membrane):
         np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(theirs).max())))
 
 
+@pytest.mark.parametrize("padding, shape", [(0, (5, 3, 5, 6)), (1, (5, 5, 6, 6)), (1, (5, 6, 6, 6)),
+                                            (0, (2, 4, 4, 1))])
+def test_pooled_scan_equals_lax_scan_and_pool(padding, shape):
+    """A 2x2 max-pool after the filter, its cotangent routed by the backward kernel: the same outputs and, to
+    rounding, gradients as the lax.scan followed by pooling.py's rule. Odd sizes leave cells in no window (or
+    windows half padding); many exact ties (filters at zero before the first spikes, equal inputs)."""
+    spec, current, _, params, keep, coefficients, _, _ = _inputs(2, True, False, shape=shape, seed=3 + padding)
+    state = filter_state = None  # zero states: every filter output is exactly 0 until its first spike, so
+    # windows tie until then (the first element must take the cotangent)
+    spec = spec._replace(pool_padding=padding, keep_spikes=False)
+    h_out, w_out = (shape[1] + 2 * padding - 2) // 2 + 1, (shape[2] + 2 * padding - 2) // 2 + 1
+    weights = jnp.asarray(np.random.default_rng(7).normal(size=(current.shape[0], shape[0], h_out, w_out, shape[3])),
+                          jnp.float32)
+
+    def run(kernel):
+        def loss(current, bias, coefficients):
+            out = neurons.spiking_scan(current, state, spec._replace(cpu_kernel=kernel),
+                                       reset_decay=params["reset_decay"], reset_v=params["reset_v"],
+                                       decay_v=params["decay_v"], bias=bias, keep=keep,
+                                       filter_coefficients=coefficients, filter_state=filter_state)
+            return jnp.sum(weights * out.out), out.out
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(current, params["bias"],
+                                                                                  coefficients)
+
+    ((value, pooled), grads), ((value_xla, pooled_xla), grads_xla) = run("native"), run("xla")
+    assert pooled.shape == weights.shape
+    np.testing.assert_array_equal(pooled, pooled_xla)
+    np.testing.assert_allclose(value, value_xla, rtol=1e-6)
+    assert float(np.abs(grads_xla[0]).max()) > 0
+    for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_xla)):
+        np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(theirs).max())))
+
+
 @pytest.mark.parametrize("name", sorted(surrogate.SURROGATES))
 def test_every_surrogate_slope_equals_lax_scan(name):
     """The kernel evaluates the surrogate slopes itself (its own exp for the Gaussian): gradients agree."""

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "blocks.h"
@@ -166,6 +167,11 @@ void ForwardBlock(const ForwardArgs<R>& a, int64_t block) {
 // ct_s = ct_counts + dropout'(b lam) (+ ct_spikes); gv = slope (ct_s + reset_v gr) (+ gvm or ct_v_final);
 // gvm = decay_v gv; gr = reset_decay gr - gv.
 // ---------------------------------------------------------------------------------------------------------
+// A 2x2, stride-2 max-pool after the filter (see RoutePool); padding 0 or 1, out_h x out_w windows.
+struct Pool {
+  int64_t padding, height, width, channels, out_h, out_w;
+};
+
 template <typename R>
 struct BackwardArgs {
   Shape shape;
@@ -178,7 +184,76 @@ struct BackwardArgs {
   R threshold, keep_divisor;
   int64_t surrogate;
   double width;
+  // With a 2x2 max-pool after the filter: ct_out is the pooled output's cotangent [T, B, H', W', C], pooled the
+  // pooled output itself; null without.
+  const R* pooled;
+  Pool pool;
 };
+
+// ---------------------------------------------------------------------------------------------------------
+// A 2x2, stride-2 max-pool after the filter (pooling.py's rule): each window's cotangent goes to its FIRST
+// maximum in row-major window order; padded cells (minus infinity) never win. The backward kernel routes it
+// itself, so the [T, B, H, W, C] cotangent of the unpooled output is never written. A block is cut into runs
+// of one pixel's channels: within a run the window position, the pooled index and the earlier elements of the
+// window to look at are the same, so the routing is a vectorised loop over channels.
+// ---------------------------------------------------------------------------------------------------------
+struct PoolRun {
+  int64_t start, length;  // in the block
+  int64_t base;           // pooled index of the run's first element (within a step), or -1: in no window
+  int64_t earlier[3];     // element offsets of the window's earlier real elements (row-major order)
+  int count;
+};
+
+// The runs of the block [n0, n0 + m) of a step of B x H x W x C elements.
+inline int64_t PoolRuns(PoolRun* runs, const Pool& p, int64_t n0, int64_t m) {
+  const int64_t per_sample = p.height * p.width * p.channels, row = p.width * p.channels;
+  const int64_t pooled_sample = p.out_h * p.out_w * p.channels;
+  int64_t count = 0;
+  for (int64_t i = 0; i < m;) {
+    const int64_t e = n0 + i, sample = e / per_sample, r = e % per_sample;
+    const int64_t h = r / row, w = (r / p.channels) % p.width, c = r % p.channels;
+    PoolRun& run = runs[count++];
+    run.start = i;
+    run.length = std::min(p.channels - c, m - i);
+    const int64_t hp = h + p.padding, wp = w + p.padding, wh = hp / 2, ww = wp / 2;
+    run.base = wh < p.out_h && ww < p.out_w ? sample * pooled_sample + (wh * p.out_w + ww) * p.channels + c : -1;
+    run.count = 0;
+    auto add = [&](int64_t dh, int64_t dw) {
+      if (h + dh >= 0 && w + dw >= 0 && w + dw < p.width) run.earlier[run.count++] = dh * row + dw * p.channels;
+    };
+    if (hp % 2 == 0 && wp % 2 == 1) add(0, -1);
+    if (hp % 2 == 1 && wp % 2 == 0) add(-1, 0), add(-1, 1);
+    if (hp % 2 == 1 && wp % 2 == 1) add(-1, -1), add(-1, 0), add(0, -1);
+    i += run.length;
+  }
+  return count;
+}
+
+// routed[i] = the cotangent element i of the unpooled output takes at step t (y_step, pooled_step, ct_step: the
+// step's rows of y [B x F], the pooled output and its cotangent [B x F']).
+template <typename R>
+void RoutePool(R* __restrict__ routed, const PoolRun* runs, int64_t count, int64_t n0, const R* y_step,
+               const R* pooled_step, const R* ct_step, const R* nan_row) {
+  for (int64_t k = 0; k < count; ++k) {
+    const PoolRun& run = runs[k];
+    R* __restrict__ dst = routed + run.start;
+    if (run.base < 0) {
+      std::fill(dst, dst + run.length, R(0));
+      continue;
+    }
+    const R* __restrict__ y = y_step + n0 + run.start;
+    const R* __restrict__ o = pooled_step + run.base;
+    const R* __restrict__ g = ct_step + run.base;
+    // an absent earlier element reads NaN, which equals nothing
+    const R* __restrict__ e0 = run.count > 0 ? y + run.earlier[0] : nan_row;
+    const R* __restrict__ e1 = run.count > 1 ? y + run.earlier[1] : nan_row;
+    const R* __restrict__ e2 = run.count > 2 ? y + run.earlier[2] : nan_row;
+    for (int64_t c = 0; c < run.length; ++c) {
+      const bool taken = (e0[c] == o[c]) | (e1[c] == o[c]) | (e2[c] == o[c]);  // not ||: vectorised
+      dst[c] = (y[c] == o[c]) & !taken ? g[c] : R(0);
+    }
+  }
+}
 
 template <typename R, int kOrder, bool kKeep, bool kMembrane>
 void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
@@ -208,9 +283,16 @@ void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
   // Absent inputs read a zero row (the XLA route adds zeros there too): branch-free, vectorised loop.
   R zeros[kBlock];
   std::fill(zeros, zeros + m, R(0));
+  PoolRun runs[kBlock];
+  R routed[kBlock], nan_row[kBlock];
+  const int64_t run_count = a.pooled ? PoolRuns(runs, a.pool, n0, m) : 0;
+  const int64_t pooled_n = a.pooled ? n / (a.pool.height * a.pool.width) * a.pool.out_h * a.pool.out_w : 0;
+  if (a.pooled) std::fill(nan_row, nan_row + m, std::numeric_limits<R>::quiet_NaN());
   for (int64_t t = length - 1; t >= 0; --t) {
     const int64_t at = t * n + n0;
-    const R* __restrict__ ct_out = a.ct_out + at;
+    if (a.pooled) RoutePool(routed, runs, run_count, n0, a.y + t * n, a.pooled + t * pooled_n, a.ct_out + t * pooled_n,
+                            nan_row);
+    const R* __restrict__ ct_out = a.pooled ? routed : a.ct_out + at;
     const R* __restrict__ v = a.v + at;
     R slope[kBlock];
     Slopes(slope, v, m, threshold, a.surrogate, a.width);
@@ -353,19 +435,36 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer current, ffi::AnyBuf
   return ffi::Error::Success();
 }
 
-ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuffer ct_spikes, ffi::AnyBuffer v,
+ffi::Error BackwardImpl(ffi::ThreadPool thread_pool, ffi::AnyBuffer ct_out, ffi::AnyBuffer ct_spikes,
+                        ffi::AnyBuffer v,
                         ffi::AnyBuffer y, ffi::AnyBuffer keep, ffi::AnyBuffer reset_decay,
                         ffi::AnyBuffer reset_v, ffi::AnyBuffer decay_v, ffi::AnyBuffer a1, ffi::AnyBuffer a2,
                         ffi::AnyBuffer b, ffi::AnyBuffer ct_counts, ffi::AnyBuffer ct_v_final,
                         ffi::AnyBuffer ct_r_final, ffi::AnyBuffer ct_y1_final, ffi::AnyBuffer ct_y2_final,
+                        ffi::AnyBuffer pooled,
                         ffi::Result<ffi::AnyBuffer> ct_current, ffi::Result<ffi::AnyBuffer> ct_v0,
                         ffi::Result<ffi::AnyBuffer> ct_r0, ffi::Result<ffi::AnyBuffer> lam1,
                         ffi::Result<ffi::AnyBuffer> lam2, ffi::Result<ffi::AnyBuffer> g1,
                         ffi::Result<ffi::AnyBuffer> g2, ffi::Result<ffi::AnyBuffer> gb,
                         ffi::Result<ffi::AnyBuffer> ct_current_sum, int64_t order,
                         bool membrane, int64_t batch, int64_t features, double threshold, double keep_divisor,
-                        int64_t surrogate, double width) {
+                        int64_t surrogate, double width, int64_t pool_padding, int64_t pool_height,
+                        int64_t pool_width, int64_t pool_channels) {
   if (auto error = CheckCommon(v, order, batch, features); error.failure()) return error;
+  Pool pool{pool_padding, pool_height, pool_width, pool_channels, 0, 0};
+  if (pooled.element_count()) {
+    if (order == 0 || pool_padding < 0 || pool_padding > 1 || pool_height * pool_width * pool_channels != features)
+      return ffi::Error::InvalidArgument(
+          "spiking scan: the pool needs a filter, padding 0 or 1 and H x W x C features");
+    pool.out_h = (pool_height + 2 * pool_padding - 2) / 2 + 1;
+    pool.out_w = (pool_width + 2 * pool_padding - 2) / 2 + 1;
+    const int64_t length = static_cast<int64_t>(v.element_count()) / (batch * features);
+    const int64_t pooled_count = length * batch * pool.out_h * pool.out_w * pool_channels;
+    if (pool.out_h < 1 || pool.out_w < 1 || static_cast<int64_t>(pooled.element_count()) != pooled_count ||
+        static_cast<int64_t>(ct_out.element_count()) != pooled_count)
+      return ffi::Error::InvalidArgument(
+          "spiking scan: the pooled output and its cotangent must be [T, B, H', W', C]");
+  }
   if (surrogate < kGaussian || surrogate > kTriangle || !(width > 0))
     return ffi::Error::InvalidArgument("spiking scan: unknown surrogate or width not positive");
   auto run = [&](auto zero) {
@@ -377,8 +476,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer ct_out, ffi::AnyBuf
                          In<R>(ct_y2_final),
                          Out<R>(ct_current), Out<R>(ct_v0), Out<R>(ct_r0), Out<R>(lam1), Out<R>(lam2), Out<R>(g1),
                          Out<R>(g2), Out<R>(gb), Out<R>(ct_current_sum), static_cast<R>(threshold),
-                         static_cast<R>(keep_divisor), surrogate, width};
-    Dispatch<Backward, R>(pool, args, order, args.keep != nullptr, membrane);
+                         static_cast<R>(keep_divisor), surrogate, width, In<R>(pooled), pool};
+    Dispatch<Backward, R>(thread_pool, args, order, args.keep != nullptr, membrane);
   };
   v.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
   return ffi::Error::Success();
@@ -422,7 +521,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanForward, iirsnn::ForwardImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, iirsnn::BackwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()  // ct_out [T, N]
+                                  .Arg<ffi::AnyBuffer>()  // ct_out [T, N] (with the pool [T, B, H', W', C])
                                   .Arg<ffi::AnyBuffer>()  // ct_spikes [T, N]
                                   .Arg<ffi::AnyBuffer>()  // v [T, N]
                                   .Arg<ffi::AnyBuffer>()  // y [T, N] (the filter's output)
@@ -438,6 +537,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, iirsnn::BackwardImpl,
                                   .Arg<ffi::AnyBuffer>()  // ct_r_final [N]
                                   .Arg<ffi::AnyBuffer>()  // ct_y1_final [N]
                                   .Arg<ffi::AnyBuffer>()  // ct_y2_final [N]
+                                  .Arg<ffi::AnyBuffer>()  // pooled [T, B, H', W', C] (or no elements)
                                   .Ret<ffi::AnyBuffer>()  // ct_current [T, N]
                                   .Ret<ffi::AnyBuffer>()  // ct_v0 [N]
                                   .Ret<ffi::AnyBuffer>()  // ct_r0 [N]
@@ -447,4 +547,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(IirsnnSpikingScanBackward, iirsnn::BackwardImpl,
                                   .Ret<ffi::AnyBuffer>()  // g2 [N]
                                   .Ret<ffi::AnyBuffer>()  // gb [N]
                                   .Ret<ffi::AnyBuffer>()  // ct_current_sum [N] (or no elements)
-                                      IIRSNN_ATTRS.Attr<int64_t>("surrogate").Attr<double>("width"));
+                                      IIRSNN_ATTRS.Attr<int64_t>("surrogate").Attr<double>("width")
+                                          .Attr<int64_t>("pool_padding").Attr<int64_t>("pool_height")
+                                          .Attr<int64_t>("pool_width").Attr<int64_t>("pool_channels"));

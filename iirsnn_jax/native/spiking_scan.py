@@ -30,6 +30,13 @@ def _attrs(spec, order, batch, features):
                 keep_divisor=np.float64(1.0 - spec.dropout_rate))
 
 
+def _pool_attrs(spec, features):
+    """The pool's geometry for the backward kernel: padding -1 without a pool; features (H, W, C)."""
+    height, width, channels = features if features is not None else (0, 0, 0)
+    return dict(pool_padding=np.int64(-1 if features is None else spec.pool_padding), pool_height=np.int64(height),
+                pool_width=np.int64(width), pool_channels=np.int64(channels))
+
+
 def forward(spec, current, bias, constants, keep, coefficients, state, filter_state, *, save_v: bool):
     """The same results as neurons._run_forward: (out, v or None, spikes or None, counts [B] float32,
     final (v, r), final filter state or None)."""
@@ -73,10 +80,11 @@ def forward(spec, current, bias, constants, keep, coefficients, state, filter_st
 
 
 def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_counts, ct_v_final,
-             ct_r_final, ct_filter_final, *, sum_current: bool):
+             ct_r_final, ct_filter_final, *, pooled=None, sum_current: bool):
     """The reverse scan of neurons._scan_bwd: (ct_current [T, B, *F], ct_v0, ct_r0, lam tuple or None,
     per-element coefficient gradient accumulators or None, ct_current summed over T or None (without
-    sum_current)), all but the first state-shaped."""
+    sum_current)), all but the first state-shaped. With spec.pool_padding, ct_out and `pooled` are the max-pooled
+    filter output's cotangent and value [T, B, H', W', C]; the kernel routes the cotangent (pooling.py's rule)."""
     length, batch, *features = v.shape
     features = tuple(features)
     fs = int(np.prod(features, dtype=np.int64))
@@ -97,15 +105,17 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
                state_shape if order == 2 else none, state_shape if sum_current else none)
     ct_current, ct_v0, ct_r0, lam1, lam2, g1, g2, gb, summed = jax.ffi.ffi_call(
         BACKWARD_TARGET, results, vmap_method="sequential", input_output_aliases={2: 0})(
-        steps(ct_out), empty if ct_spikes is None else steps(ct_spikes), v.reshape(length * batch, *features),
+        steps(ct_out) if pooled is None else ct_out.reshape(length, -1),
+        empty if ct_spikes is None else steps(ct_spikes), v.reshape(length * batch, *features),
         empty if y is None else steps(y),
         jnp.zeros((0,), jnp.bool_) if keep is None else keep.reshape(length, batch, fs),
         *(feature_array(p, features, dtype) for p in (reset_decay, reset_v, decay_v, a1, a2, b)),
         ct_counts.astype(dtype),
         flat(ct_v_final), flat(ct_r_final),
         flat(ct_final[0]) if len(ct_final) > 0 else empty, flat(ct_final[1]) if len(ct_final) > 1 else empty,
+        empty if pooled is None else pooled.reshape(length, -1).astype(dtype),
         **_attrs(spec, order, batch, fs), surrogate=np.int64(SURROGATES.index(spec.surrogate)),
-        width=np.float64(spec.width))
+        width=np.float64(spec.width), **_pool_attrs(spec, features if pooled is not None else None))
     state = lambda a: a.reshape(v.shape[1:])
     if order == 0:
         lam, grads = None, None
