@@ -180,7 +180,11 @@ def _xla_forward(spec, current, bias, constants, keep, coefficients, state, filt
 
 
 def _pooled(spec, out):
-    return out if spec.pool_padding is None else pooling.max_pool(out, 2, 2, spec.pool_padding)
+    if spec.pool_padding is None:
+        return out
+    # computed once: the next layer and the backward kernel take it in other shapes, and XLA would otherwise
+    # compute the pool (and its padded copy of `out`) once for each
+    return jax.lax.optimization_barrier(pooling.max_pool(out, 2, 2, spec.pool_padding))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))

@@ -33,6 +33,11 @@ def _windows(x, k: int, p: int):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _non_overlapping_max_pool(x, k: int, p: int):
+    if p:  # XLA's reduce_window pads in place; the windows of a padded copy cost that copy (N-MNIST: 46-55 ms
+        # against 28 ms for [30, 48, 34, 34, 64]). Without padding the windows are the faster form (7-11 ms
+        # against 14-17 ms for [25, 32, 28, 28, 64]). A maximum is exact either way.
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, k, k, 1), (1, 1, k, k, 1),
+                                     ((0, 0), (0, 0), (p, p), (p, p), (0, 0)))
     return functools.reduce(jnp.maximum, _windows(x, k, p))
 
 

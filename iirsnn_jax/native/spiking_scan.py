@@ -105,7 +105,7 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
                state_shape if order == 2 else none, state_shape if sum_current else none)
     ct_current, ct_v0, ct_r0, lam1, lam2, g1, g2, gb, summed = jax.ffi.ffi_call(
         BACKWARD_TARGET, results, vmap_method="sequential", input_output_aliases={2: 0})(
-        steps(ct_out) if pooled is None else ct_out.reshape(length, -1),
+        steps(ct_out) if pooled is None else ct_out,
         empty if ct_spikes is None else steps(ct_spikes), v.reshape(length * batch, *features),
         empty if y is None else steps(y),
         jnp.zeros((0,), jnp.bool_) if keep is None else keep.reshape(length, batch, fs),
@@ -113,7 +113,8 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
         ct_counts.astype(dtype),
         flat(ct_v_final), flat(ct_r_final),
         flat(ct_final[0]) if len(ct_final) > 0 else empty, flat(ct_final[1]) if len(ct_final) > 1 else empty,
-        empty if pooled is None else pooled.reshape(length, -1).astype(dtype),
+        # in the pooled shape [T, B, H', W', C], as the forward pass made them (a reshape can cost a copy)
+        empty if pooled is None else pooled.astype(dtype),
         **_attrs(spec, order, batch, fs), surrogate=np.int64(SURROGATES.index(spec.surrogate)),
         width=np.float64(spec.width), **_pool_attrs(spec, features if pooled is not None else None))
     state = lambda a: a.reshape(v.shape[1:])
