@@ -105,7 +105,7 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
                state_shape if order == 2 else none, state_shape if sum_current else none)
     ct_current, ct_v0, ct_r0, lam1, lam2, g1, g2, gb, summed = jax.ffi.ffi_call(
         BACKWARD_TARGET, results, vmap_method="sequential", input_output_aliases={2: 0})(
-        steps(ct_out) if pooled is None else ct_out,
+        ct_out.astype(dtype),  # [T, B, *F], or the pooled [T, B, H', W', C]: the kernel reads elements in order
         empty if ct_spikes is None else steps(ct_spikes), v.reshape(length * batch, *features),
         empty if y is None else steps(y),
         jnp.zeros((0,), jnp.bool_) if keep is None else keep.reshape(length, batch, fs),
