@@ -8,7 +8,8 @@ its threads, the stop flag, packing, sharding and prefetching, one dispatch a st
 train.sync_every_steps. Only the jitted step is replaced by one that counts the samples, so the epoch's time
 is host time. Its inverse is the most steps a second this host can feed any device: where an accelerator's
 step is shorter than `host_ms_per_step`, the loop and not the device sets the speed. Epoch 0 (compilation,
-threads starting) is not counted; huge pages are on, as in train.py. The machines are shared and noisy: compare numbers of one run.
+threads starting) is not counted; huge pages and the buffer cache are on, as in train.py. The machines are shared
+and noisy: compare numbers of one run.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def main(argv):
               f"counted); got --epochs={FLAGS.epochs}{', unexpected ' + ' '.join(argv[1:]) if len(argv) > 1 else ''}",
               file=sys.stderr)
         sys.exit(2)
-    hugepages.ensure(True)  # as train.py
+    hugepages.ensure(True, keep_buffers=True)  # as train.py
     config.train.progress_bar = False
     times, steps = host_ms_per_step(config, FLAGS.epochs)
     per_step = statistics.median(times)

@@ -8,7 +8,7 @@
     python bench/train_step.py --config=configs/snn_conv_1_gesture.py --batch=16 --config.model.remat=full \
         --config.model.remat_chunk=10                                                # rematerialisation
     python bench/train_step.py --suite --out=bench/results.jsonl              # BASELINE.md's rows + time series
-    python bench/train_step.py --suite --nohuge_pages                          # glibc's default pages
+    python bench/train_step.py --suite --nohuge_pages --nokeep_buffers         # glibc's default memory
     python bench/train_step.py --config=configs/snn_mlp_1.py --config.model.scan=associative
     python bench/train_step.py --config=configs/snn_mlp_1.py --input=pipeline               # the step as train.py runs it
 
@@ -29,7 +29,8 @@ process; peak_bytes_in_use of the device on an accelerator), flops (XLA's cost a
 step; it counts a scan body once, not T times, so the elementwise recurrences are undercounted while the
 matmuls and convs outside the scans are exact), matmul_gflops (the best of 10 jitted 2048x2048 float32
 matmuls in this process), utilisation = flops / step time / matmul FLOP/s, device, huge_pages (whether
-glibc puts malloc's memory on transparent huge pages, the default: iirsnn_jax/hugepages.py) and scan (the
+glibc puts malloc's memory on transparent huge pages, the default: iirsnn_jax/hugepages.py), keep_buffers
+(whether XLA's large buffers stay mapped between steps, the default: iirsnn_jax/native/buffer_cache.py) and scan (the
 filters' solver that model.scan resolved to). The machines are shared and noisy: compare ratios measured in
 one run. A flag value that cannot be benchmarked (--batch=0, --steps=0, ...) or a bad config value is one
 line on stderr and exit status 2, without a traceback.
@@ -52,6 +53,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from iirsnn_jax import hugepages  # noqa: E402
+from iirsnn_jax.native import buffer_cache  # noqa: E402
 
 import json_line  # noqa: E402  (bench/, the script's folder)
 
@@ -68,6 +70,8 @@ flags.DEFINE_enum("input", "network", ["network", "pipeline"],
                   "decoded, encoded and augmented inside the step as train.py does")
 flags.DEFINE_bool("huge_pages", True, "run with transparent huge pages for XLA's buffers (iirsnn_jax/hugepages.py); "
                   "--nohuge_pages for glibc's default")
+flags.DEFINE_bool("keep_buffers", True, "keep XLA's large buffers mapped between steps "
+                  "(iirsnn_jax/native/buffer_cache.py); --nokeep_buffers maps them afresh every step")
 FLAGS = flags.FLAGS
 
 # (experiment, batch, timed steps, config overrides): the rows of shared/reference/BASELINE.md, each at its
@@ -222,16 +226,17 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
         "device": f"{device.platform}:{device.device_kind}",
         "device_count": jax.device_count(), "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-        "huge_pages": hugepages.active(), "scan": model_scan, "input": "pipeline" if pipeline_input else "network",
+        "huge_pages": hugepages.active(), "keep_buffers": buffer_cache.active(), "scan": model_scan,
+        "input": "pipeline" if pipeline_input else "network",
     }
 
 
-def run_suite(out: str | None, warmup: int, huge_pages: bool) -> None:
+def run_suite(out: str | None, warmup: int, huge_pages: bool, keep_buffers: bool) -> None:
     """Every row in a fresh process, so each peak RSS is that row's own."""
     for experiment, batch, steps, overrides in SUITE:
         command = [sys.executable, str(Path(__file__).resolve()), f"--config={ROOT / 'configs' / experiment}.py",
                    f"--batch={batch}", f"--steps={steps}", f"--warmup={warmup}", f"--huge_pages={huge_pages}",
-                   *overrides]
+                   f"--keep_buffers={keep_buffers}", *overrides]
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         lines = result.stdout.strip().splitlines()
         if result.returncode or not lines:
@@ -269,14 +274,14 @@ def main(argv):
     if FLAGS.suite:
         if FLAGS.steps < 1 or FLAGS.warmup < 0:
             _fail(f"--steps must be at least 1 and --warmup at least 0, got {FLAGS.steps} and {FLAGS.warmup}")
-        hugepages.ensure(FLAGS.huge_pages)
-        run_suite(FLAGS.out, FLAGS.warmup, FLAGS.huge_pages)
+        hugepages.ensure(FLAGS.huge_pages, FLAGS.keep_buffers)
+        run_suite(FLAGS.out, FLAGS.warmup, FLAGS.huge_pages, FLAGS.keep_buffers)
         return
     config = FLAGS.config
     if config is None:
         _fail("give --config=configs/<experiment>.py or --suite")
     batch, length = _check_flags(config)
-    hugepages.ensure(FLAGS.huge_pages)
+    hugepages.ensure(FLAGS.huge_pages, FLAGS.keep_buffers)
     try:
         result = benchmark(config, batch, length, FLAGS.steps, FLAGS.warmup, FLAGS.seed, FLAGS.input == "pipeline")
     except ValueError as error:  # the library's config checks (layers, dtype, scan, ...): one line, no traceback

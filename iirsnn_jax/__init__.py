@@ -16,7 +16,7 @@ Table of contents:
   experiments the reference experiments by name; load configs/<experiment>.py
   validation  checks of a config's values before anything runs
   errors, cli the project's user errors, and what every command shares (one-line errors, --traceback)
-  hugepages   transparent huge pages for XLA's buffers (train.py and the benchmark)
+  hugepages   transparent huge pages and the kept buffers of XLA (train.py and the benchmark)
   data, training, plots, nir   input pipelines; the loop; pictures; NIR export and import
 """
 from iirsnn_jax.filters import (DualExpState, LowPassState, OutputFilterState, dual_exp_iir,

@@ -7,20 +7,22 @@ the CPU time of an MLP step, 300-400 thousand (0.4-0.5 s of CPU) for a conv netw
 cores (docs/performance.md): snn_mlp_1 b64 1.25x and the time-series shape 1.24x less CPU time per step,
 snn_conv_1_mnist b32 1.16-1.40x faster, peak memory unchanged.
 
-Tried and rejected: also keeping freed memory mapped (glibc.malloc.mmap_max=0, arena_max=1, a huge
-trim_threshold) removes every page fault and was 1.27x faster still in one run, but the single heap
-fragments: snn_conv_1_nmnist b48 then peaked at 11 GB instead of 5 GB.
+Tried and rejected: keeping all freed memory mapped (glibc.malloc.mmap_max=0, arena_max=1, a huge
+trim_threshold) removes every page fault, but the single heap fragments: snn_conv_1_nmnist b48 then peaked at
+11 GB instead of 5 GB. iirsnn_jax/native/buffer_cache.py keeps only XLA's large blocks, by size, instead.
 
 glibc reads tunables only when a process starts, so `ensure()` starts the same command again, once, with the
-tunable added to GLIBC_TUNABLES, and says so on stderr. It does nothing when turned off (`--nohuge_pages`),
-when GLIBC_TUNABLES already sets any glibc.malloc tunable (the user's choice wins), off Linux/glibc, or when
-the kernel's transparent huge pages are disabled.
+tunable added to GLIBC_TUNABLES (and, asked to, the buffer cache in LD_PRELOAD), and says so on stderr. Huge
+pages are left out when turned off (`--nohuge_pages`), when GLIBC_TUNABLES already sets any glibc.malloc tunable
+(the user's choice wins), off Linux/glibc, or when the kernel's transparent huge pages are disabled.
 """
 from __future__ import annotations
 
 import os
 import platform
 import sys
+
+from iirsnn_jax.native import buffer_cache
 
 TUNABLES = ("glibc.malloc.hugetlb=1",)
 _THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
@@ -41,15 +43,18 @@ def environment(env: dict) -> dict | None:
     return {**env, "GLIBC_TUNABLES": tunables}
 
 
-def ensure(enabled: bool) -> None:
-    """Restarts this command with huge pages on (see the module docstring); returns when nothing is to be done."""
-    if not enabled:
-        return
-    env = environment(dict(os.environ))
+def ensure(enabled: bool, keep_buffers: bool = False) -> None:
+    """Restarts this command, once, with huge pages on (see the module docstring) and, with `keep_buffers`, with
+    XLA's large buffers kept mapped between steps (iirsnn_jax/native/buffer_cache.py); returns when there is
+    nothing to do."""
+    env = environment(dict(os.environ)) if enabled else None
+    cached = buffer_cache.environment(env or dict(os.environ), huge_pages=enabled) if keep_buffers else None
+    env = cached or env
     if env is None:
         return
-    print(f"huge pages: restarting with GLIBC_TUNABLES={env['GLIBC_TUNABLES']} (--nohuge_pages keeps glibc's "
-          "defaults)", file=sys.stderr, flush=True)
+    changed = " ".join(f"{k}={env[k]}" for k in ("GLIBC_TUNABLES", "LD_PRELOAD") if env.get(k) != os.environ.get(k))
+    print(f"memory settings: restarting with {changed} (--nohuge_pages, --nokeep_buffers: glibc's defaults)",
+          file=sys.stderr, flush=True)
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 

@@ -32,7 +32,7 @@ def test_ensure_restarts_the_command_once_and_says_so():
     result = _run("on")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [":".join(hugepages.TUNABLES), "True", "['on',", "'--flag']"]
-    assert result.stderr.count("huge pages: restarting with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (") == 1
+    assert result.stderr.count("memory settings: restarting with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (") == 1
 
 
 def test_off_means_no_restart():

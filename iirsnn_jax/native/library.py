@@ -1,25 +1,23 @@
 """Builds the CPU kernels (the *.cc files here) into one library on first use and registers them with XLA.
 
 The library is compiled once per machine with the C++ compiler that `CXX` names (default `c++`), against the
-XLA FFI headers that jaxlib ships, into `$IIRSNN_CACHE_DIR` (default `$XDG_CACHE_HOME/iirsnn_jax` or
-`~/.cache/iirsnn_jax`), keyed by the sources, the flags, the JAX version and the CPU (about 10 s with g++).
-Without a compiler the scans stay XLA loops (`model.cpu_kernel = "xla"` chooses that explicitly), after one
-warning.
+XLA FFI headers that jaxlib ships, into compiled.py's cache directory, keyed by the sources, the flags, the JAX
+version and the CPU (about 10 s with g++). Without a compiler the scans stay XLA loops (`model.cpu_kernel =
+"xla"` chooses that explicitly), after one warning.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
 import platform
 import shutil
-import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import jax
+
+from iirsnn_jax.native import compiled
 
 OPTIONS = ("native", "xla")  # model.cpu_kernel: the compiled kernels, or XLA's lax.scan loops
 HERE = Path(__file__).parent
@@ -38,12 +36,6 @@ FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=fast", "-fno-tr
 ARCH_FLAGS = ("-march=native",)  # retried without, for compilers that do not know it
 
 
-def cache_dir() -> Path:
-    if os.environ.get("IIRSNN_CACHE_DIR"):
-        return Path(os.environ["IIRSNN_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iirsnn_jax"
-
-
 def _cpu_identity() -> str:
     """The CPU model and flags: -march=native code must not be reused on another CPU sharing the cache."""
     try:
@@ -55,37 +47,16 @@ def _cpu_identity() -> str:
 
 def library_path(compiler: str) -> Path:
     texts = [(HERE / name).read_text() for name in SOURCES + HEADERS]
-    key = hashlib.sha256("\n".join([*texts, " ".join(FLAGS + ARCH_FLAGS), compiler, jax.__version__,
-                                    platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
-    return cache_dir() / f"kernels-{key}.so"
-
-
-def _compile(compiler: str, output: Path) -> None:
-    """Compiles SOURCES into output (atomically: a concurrent process sees no file or the whole new one)."""
-    errors = []
-    for arch in (ARCH_FLAGS, ()):
-        with tempfile.NamedTemporaryFile(dir=output.parent, suffix=".so", delete=False) as tmp:
-            partial = Path(tmp.name)
-        command = [compiler, *FLAGS, *arch, f"-I{jax.ffi.include_dir()}", *(str(HERE / s) for s in SOURCES),
-                   "-o", str(partial)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode == 0:
-            os.replace(partial, output)
-            return
-        partial.unlink(missing_ok=True)
-        errors.append(f"{' '.join(command)}\n{result.stderr[-2000:]}")
-    raise RuntimeError("compiling the CPU kernels failed:\n" + "\n".join(errors))
+    return compiled.path_for("kernels", [*texts, " ".join(FLAGS + ARCH_FLAGS), compiler, jax.__version__,
+                                         platform.machine(), _cpu_identity()])
 
 
 def build(compiler: str) -> Path:
     """The compiled library for this machine: from the cache, or compiled now (RuntimeError if impossible)."""
     if shutil.which(compiler) is None:
         raise RuntimeError(f"no C++ compiler {compiler!r} on PATH (set CXX to one)")
-    path = library_path(compiler)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _compile(compiler, path)
-    return path
+    base = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", *(str(HERE / s) for s in SOURCES)]
+    return compiled.build(library_path(compiler), [[*base, *ARCH_FLAGS], base], "the CPU kernels")
 
 
 @functools.cache
