@@ -27,8 +27,8 @@ flags.DEFINE_bool("huge_pages", True, "restart once with glibc.malloc.hugetlb=1 
                   "transparent huge pages (iirsnn_jax/hugepages.py; 1.2-1.4x faster steps on CPU); --nohuge_pages "
                   "keeps glibc's defaults")
 flags.DEFINE_bool("keep_buffers", True, "restart once with iirsnn_jax/native/buffer_cache.py preloaded, which "
-                  "keeps XLA's large per-step buffers mapped between steps (CPU: conv steps 1.16-1.2x faster, for "
-                  "about one more step's buffers of memory); --nokeep_buffers maps them afresh every step")
+                  "keeps XLA's large per-step buffers mapped between steps (CPU: conv steps up to 1.2x faster, the "
+                  "same peak memory); --nokeep_buffers maps them afresh every step")
 flags.DEFINE_bool("distributed", False, "initialise multi-process JAX (TPU pods, multi-node GPU clusters)")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs")
 flags.DEFINE_integer("num_processes", None, "number of processes of a multi-process run")

@@ -57,6 +57,23 @@ def test_a_freed_block_is_handed_out_again_for_the_same_size_with_its_contents()
     assert out.split("\n")[0] == f"True (7, 7) (0, 0) True [1, 3, 0, {2 * block + block + 4096}]"
 
 
+def test_a_request_waits_briefly_for_a_block_of_its_size_that_is_being_freed():
+    """XLA asks for the next step's buffer just before freeing the last one: that one is handed out again."""
+    out = _run(f"""
+        import threading
+        size = 64 * {MiB}
+        p = alloc(size); fill(p, size, 9)
+        ready = threading.Event()
+        freer = threading.Thread(target=lambda: (ready.wait(), libc.free(p)))
+        freer.start()
+        ready.set()
+        q = alloc(size)  # in use when asked for: waits (GIL released) until the other thread frees it
+        freer.join()
+        print(q == p, first_last(q, size), stats()[:2])
+    """)
+    assert out.strip() == "True (9, 9) [1, 1]"
+
+
 def test_small_blocks_and_odd_alignments_are_glibcs():
     out = _run(f"""
         small = alloc({MiB}); big_aligned = alloc(64 * {MiB}, alignment=1 << 16); libc.free(small)

@@ -4,8 +4,11 @@
 // at the end of the step; glibc maps each such block afresh and unmaps it on free, so every step the kernel
 // zeroes GBs of new pages on first touch. Here posix_memalign requests of at least kMinBytes are mapped by this
 // file, and a freed block stays mapped, idle, for the next request of exactly its size (XLA asks for the same
-// sizes every step). Idle blocks beyond IIRSNN_BUFFER_CACHE_LIMIT bytes (default: a quarter of physical
-// memory) are unmapped, the least recently freed first. Everything else goes to glibc unchanged; free, realloc
+// sizes every step). XLA requests the next step's buffer just before it frees the last one (within 0.1 ms);
+// so that one block serves every step, a request that finds its size only in use waits up to kPatience for it
+// (a block that outlives a wait is not waited for again until it comes back). Idle blocks beyond
+// IIRSNN_BUFFER_CACHE_LIMIT bytes (default: a quarter of physical memory) are unmapped, the least recently
+// freed first. Everything else goes to glibc unchanged; free, realloc
 // and malloc_usable_size recognise this file's blocks (page-aligned, so one AND spares glibc's pointers the
 // table lookup).
 #define _GNU_SOURCE
@@ -26,11 +29,13 @@ extern void* __libc_memalign(size_t alignment, size_t size);
 
 enum { kSlots = 256 };
 static const size_t kMinBytes = (size_t)64 << 20;
+static const long kPatienceMicroseconds = 5000, kPollMicroseconds = 50;
 
 struct Block {
   void* start;
   size_t bytes;
   int idle;
+  int outlived_wait;  // in use through a whole wait: not waited for again until it is freed
   uint64_t freed_at;  // for evicting the least recently freed idle block
 };
 
@@ -82,22 +87,46 @@ static void evict(size_t keep) {
   }
 }
 
-// An idle block of exactly `bytes`, or a new mapping; NULL when out of memory or out of slots.
-static void* take(size_t bytes) {
-  pthread_mutex_lock(&lock);
+// Takes an idle block of exactly `bytes` (returns its start) or returns NULL; with the lock held.
+static void* reuse(size_t bytes) {
   for (int i = 0; i < kSlots; ++i) {
     if (blocks[i].start && blocks[i].idle && blocks[i].bytes == bytes) {
       blocks[i].idle = 0;
       idle_bytes -= bytes;
       ++hits;
-      void* start = blocks[i].start;
-      pthread_mutex_unlock(&lock);
-      return start;
+      return blocks[i].start;
     }
   }
+  return NULL;
+}
+
+// Whether a block of `bytes` is in use and worth waiting for; with the lock held.
+static int worth_waiting(size_t bytes) {
+  for (int i = 0; i < kSlots; ++i)
+    if (blocks[i].start && !blocks[i].idle && !blocks[i].outlived_wait && blocks[i].bytes == bytes) return 1;
+  return 0;
+}
+
+// An idle block of exactly `bytes`, or a new mapping; NULL when out of memory or out of slots.
+static void* take(size_t bytes) {
+  pthread_mutex_lock(&lock);
+  void* start = reuse(bytes);
+  for (long waited = 0; !start && waited < kPatienceMicroseconds && worth_waiting(bytes);
+       waited += kPollMicroseconds) {
+    pthread_mutex_unlock(&lock);
+    usleep(kPollMicroseconds);
+    pthread_mutex_lock(&lock);
+    start = reuse(bytes);
+  }
+  if (start) {
+    pthread_mutex_unlock(&lock);
+    return start;
+  }
   ++misses;
+  for (int i = 0; i < kSlots; ++i)
+    if (blocks[i].start && !blocks[i].idle && blocks[i].bytes == bytes) blocks[i].outlived_wait = 1;
   int slot = find(NULL);
-  void* start = MAP_FAILED;
+  start = MAP_FAILED;
   if (slot >= 0) {
     start = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (start == MAP_FAILED) {  // idle blocks of other sizes are only a cache: give them back and retry
@@ -110,7 +139,7 @@ static void* take(size_t bytes) {
     return NULL;
   }
   if (huge_pages) madvise(start, bytes, MADV_HUGEPAGE);
-  blocks[slot] = (struct Block){start, bytes, 0, 0};
+  blocks[slot] = (struct Block){start, bytes, 0, 0, 0};
   pthread_mutex_unlock(&lock);
   return start;
 }
@@ -122,6 +151,7 @@ static int release(void* p) {
   int slot = find(p);
   if (slot >= 0 && !blocks[slot].idle) {
     blocks[slot].idle = 1;
+    blocks[slot].outlived_wait = 0;
     blocks[slot].freed_at = ++clock_ticks;
     idle_bytes += blocks[slot].bytes;
     evict(limit);

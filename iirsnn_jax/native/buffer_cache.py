@@ -3,9 +3,10 @@
 XLA on CPU allocates a step's temporary buffer (2.5 GB for snn_conv_1_nmnist b48) anew every step and frees it at
 the end; glibc maps it afresh each time, so the kernel zeroes every page again on first touch: about 0.5 s of
 system time per N-MNIST step, 0.07 s per snn_conv_1_mnist step. buffer_cache.c keeps freed blocks of 64 MiB or
-more mapped for the next request of the same size. Measured on 2 cores (docs/performance.md): snn_conv_1_nmnist
-b48 1.16-1.20x faster; the price is memory: the next step's buffer is allocated before the last one is freed, so
-two stay resident (peak RSS 5.4 instead of 3.0 GB). MLP steps have no such buffers and do not change.
+more mapped for the next request of the same size (XLA asks for the next step's buffer a moment before it frees
+the last one: the request waits for it, up to 5 ms, so one block serves every step and the peak memory stays
+the same). Measured on 2 cores in one process each, alternating (docs/performance.md): snn_conv_1_nmnist b48
+1.12-1.19x faster, peak RSS 2.9-3.0 GB either way. MLP steps have no such buffers and do not change.
 
 It is on by default for train.py and bench/train_step.py (`--nokeep_buffers` turns it off), which restart
 themselves once with it in LD_PRELOAD (iirsnn_jax/hugepages.py's `ensure` does the restart, saying so on stderr).
