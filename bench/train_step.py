@@ -24,14 +24,14 @@ network input first, augmentation and encoding included, exactly as train.py's s
 Labels are random, the mask is ones, and MSE configs get a random filtered_target [B, T, N].
 
 Fields: compile_s (trace + lower + XLA compile), step_ms (median over --steps timed steps after --warmup),
-samples_per_s, peak_mem_mb (host peak RSS of this process on CPU, so --suite runs every row in its own
-process; peak_bytes_in_use of the device on an accelerator), flops (XLA's cost analysis of the compiled
-step; it counts a scan body once, not T times, so the elementwise recurrences are undercounted while the
-matmuls and convs outside the scans are exact), matmul_gflops (the best of 10 jitted 2048x2048 float32
-matmuls in this process), utilisation = flops / step time / matmul FLOP/s, device, huge_pages (whether
-glibc puts malloc's memory on transparent huge pages, the default: iirsnn_jax/hugepages.py), keep_buffers
-(whether XLA's large buffers stay mapped between steps, the default: iirsnn_jax/native/buffer_cache.py) and
-scan (the filters' solver that model.scan resolved to). The machines are shared and noisy: compare ratios measured in
+samples_per_s, peak_mem_mb (host peak RSS of this process on CPU, so --suite runs every row in its own process;
+peak_bytes_in_use of the device on an accelerator), flops (XLA's cost analysis of the compiled step; it counts a
+scan body once, not T times, so the elementwise recurrences are undercounted while the matmuls and convs outside
+the scans are exact), matmul_gflops (the best of 10 jitted 2048x2048 float32 matmuls in this process, 8192x8192 on
+an accelerator), utilisation = flops / step time / matmul FLOP/s, device, huge_pages (whether glibc puts malloc's
+memory on transparent huge pages, the default: iirsnn_jax/hugepages.py), keep_buffers (whether XLA's large buffers
+stay mapped between steps, the default: iirsnn_jax/native/buffer_cache.py) and scan (the filters' solver that
+model.scan resolved to). The machines are shared and noisy: compare ratios measured in
 one run. A flag value that cannot be benchmarked (--batch=0, --steps=0, ...) or a bad config value is one
 line on stderr and exit status 2, without a traceback.
 """
@@ -141,11 +141,14 @@ def synthetic_pipeline_batch(config, batch: int, output_features: int, seed: int
     return out
 
 
-def matmul_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
-    """Dense float32 matmul FLOP/s of the default device, measured now (best of `repeats`)."""
+def matmul_flops_per_s(n: int | None = None, repeats: int = 10) -> float:
+    """Dense float32 matmul FLOP/s (JAX's default precision, as the step's) of the default device, measured now
+    (best of `repeats`). n defaults to 2048 on CPU and 8192 elsewhere: a 2048 product takes tens of microseconds
+    on a GPU, about its launch and synchronisation time, which would halve the rate."""
     import jax
     import jax.numpy as jnp
 
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
     a = jax.random.uniform(jax.random.PRNGKey(0), (n, n), jnp.float32)
     b = jax.random.uniform(jax.random.PRNGKey(1), (n, n), jnp.float32)
     f = jax.jit(lambda x, y: x @ y)
@@ -213,12 +216,13 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
     if not np.isfinite(float(sums["loss_sum"])):
         raise FloatingPointError("the benchmarked step produced a non-finite loss")
     step_s = statistics.median(times)
+    peak_mb = _peak_memory_mb(device)  # before the matmul probe, whose 8192x8192 operands would count on a GPU
     matmul = matmul_flops_per_s()
     return {
         "experiment": config.experiment, "batch": batch, "length": length, "steps": steps,
         "compile_s": round(compile_s, 3), "step_ms": round(step_s * 1e3, 3),
         "step_ms_min": round(min(times) * 1e3, 3), "samples_per_s": round(batch / step_s, 3),
-        "peak_mem_mb": round(_peak_memory_mb(device), 1), "flops": flops,
+        "peak_mem_mb": round(peak_mb, 1), "flops": flops,
         "flops_per_sample": flops / batch, "matmul_gflops": round(matmul / 1e9, 2),
         "utilisation": round(flops / step_s / matmul, 4), "parameters": parameters,
         "microbatches": int(config.train.microbatches), "remat": config.model.remat,
