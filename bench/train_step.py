@@ -27,11 +27,13 @@ Fields: compile_s (trace + lower + XLA compile), step_ms (median over --steps ti
 samples_per_s, peak_mem_mb (host peak RSS of this process on CPU, so --suite runs every row in its own process;
 peak_bytes_in_use of the device on an accelerator), flops (XLA's cost analysis of the compiled step; it counts a
 scan body once, not T times, so the elementwise recurrences are undercounted while the matmuls and convs outside
-the scans are exact), matmul_gflops (the best of 10 jitted 2048x2048 float32 matmuls in this process, 8192x8192 on
-an accelerator), utilisation = flops / step time / matmul FLOP/s, device, huge_pages (whether glibc puts malloc's
-memory on transparent huge pages, the default: iirsnn_jax/hugepages.py), keep_buffers (whether XLA's large buffers
-stay mapped between steps, the default: iirsnn_jax/native/buffer_cache.py) and scan (the filters' solver that
-model.scan resolved to). The machines are shared and noisy: compare ratios measured in
+the scans are exact; XLA's GPU cost analysis also leaves out the cuBLAS and cuDNN calls, so on a GPU flops and
+utilisation undercount: docs/performance.md divides the CPU count instead), matmul_gflops (the best of 10 jitted
+2048x2048 float32 matmuls in this process, 8192x8192 on an accelerator), utilisation = flops / step time / matmul
+FLOP/s, device, huge_pages (whether glibc puts malloc's memory on transparent huge pages, the default:
+iirsnn_jax/hugepages.py), keep_buffers (whether XLA's large buffers stay mapped between steps, the default:
+iirsnn_jax/native/buffer_cache.py) and scan (the filters' solver that model.scan resolved to). The machines are
+shared and noisy: compare ratios measured in
 one run. A flag value that cannot be benchmarked (--batch=0, --steps=0, ...) or a bad config value is one
 line on stderr and exit status 2, without a traceback.
 """
