@@ -33,9 +33,8 @@ utilisation undercount: docs/performance.md divides the CPU count instead), matm
 FLOP/s, device, huge_pages (whether glibc puts malloc's memory on transparent huge pages, the default:
 iirsnn_jax/hugepages.py), keep_buffers (whether XLA's large buffers stay mapped between steps, the default:
 iirsnn_jax/native/buffer_cache.py) and scan (the filters' solver that model.scan resolved to). The machines are
-shared and noisy: compare ratios measured in
-one run. A flag value that cannot be benchmarked (--batch=0, --steps=0, ...) or a bad config value is one
-line on stderr and exit status 2, without a traceback.
+shared and noisy: compare ratios measured in one run. A flag value that cannot be benchmarked (--batch=0,
+--steps=0, ...) or a bad config value is one line on stderr and exit status 2, without a traceback.
 """
 from __future__ import annotations
 
