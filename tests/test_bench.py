@@ -31,12 +31,14 @@ def test_train_step_benchmark_prints_one_sane_json_line(tmp_path):
     assert line["scan"] in ("sequential", "associative") and isinstance(line["huge_pages"], bool)
 
 
+# The default run takes the two input forms whose step differs most (float intensities copied over T; packed
+# event bits unpacked on the device); `-m slow` adds the others, each a full-size network to compile.
 @pytest.mark.parametrize("config, flags", [
     ("digits", []),  # float32 intensities, copy encoding
-    ("snn_mlp_1", []),  # uint8 pixels, augmented on the device, flattened by the network
-    ("snn_mlp_1_poisson_input", ["--config.data.length=3"]),
+    pytest.param("snn_mlp_1", [], marks=pytest.mark.slow),  # uint8 pixels, augmented on the device, flattened
+    pytest.param("snn_mlp_1_poisson_input", ["--config.data.length=3"], marks=pytest.mark.slow),
     ("snn_conv_1_nmnist", ["--config.data.length=2"]),  # packed event bits
-    ("snn_conv_1_gesture_max", ["--config.data.length=2"]),  # uint16 counts, normalised per frame
+    pytest.param("snn_conv_1_gesture_max", ["--config.data.length=2"], marks=pytest.mark.slow),  # uint16 counts
 ])
 def test_pipeline_input_benchmarks_the_step_as_train_py_runs_it(config, flags):
     """--input=pipeline: the batch has the host pipeline's form and the step encodes it (data.make_input_fn)."""
