@@ -113,8 +113,8 @@ def backward(spec, v, y, keep, constants, coefficients, ct_out, ct_spikes, ct_co
         ct_counts.astype(dtype),
         flat(ct_v_final), flat(ct_r_final),
         flat(ct_final[0]) if len(ct_final) > 0 else empty, flat(ct_final[1]) if len(ct_final) > 1 else empty,
-        # in the pooled shape [T, B, H', W', C], as the forward pass made them (a reshape can cost a copy)
-        empty if pooled is None else pooled.astype(dtype),
+        # [T, B, H' W' C], the shape in which the next filter's kernel reads them too
+        empty if pooled is None else pooled.reshape(length, batch, -1).astype(dtype),
         **_attrs(spec, order, batch, fs), surrogate=np.int64(SURROGATES.index(spec.surrogate)),
         width=np.float64(spec.width), **_pool_attrs(spec, features if pooled is not None else None))
     state = lambda a: a.reshape(v.shape[1:])
