@@ -182,8 +182,8 @@ def _xla_forward(spec, current, bias, constants, keep, coefficients, state, filt
 def _pooled(spec, out):
     if spec.pool_padding is None:
         return out
-    # computed once: the next layer and the backward kernel take it in other shapes, and XLA would otherwise
-    # compute the pool (and its padded copy of `out`) once for each
+    # computed once: the next layer and the backward pass both read it, and XLA would otherwise fuse the pool (and
+    # its padded copy of `out`) into each reader (still so with the native kernels' same-shape operands)
     return jax.lax.optimization_barrier(pooling.max_pool(out, 2, 2, spec.pool_padding))
 
 
