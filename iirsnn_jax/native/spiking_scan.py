@@ -4,7 +4,8 @@ On CPU, XLA runs `lax.scan` as a loop whose body is several separate passes over
 step, each re-reading the carried state from memory; the kernel carries a block of 1024 elements through all
 T steps in local arrays instead (docs/performance.md: the forward pass about 2x faster, snn_mlp_1's step
 1.1-1.4x). It computes exactly what neurons._forward_step and neurons._scan_bwd compute, in the same float
-order (the surrogate slopes' exp is the kernel's own polynomial, within an ulp or two of XLA's).
+order; the backward pass only multiplies by reciprocals where they divide by constants, and the surrogate slopes'
+exp is the kernel's own polynomial (gradients within an ulp or two of XLA's).
 
 Array layout of the calls: step arrays [T, B, Fs] (Fs = prod of the feature shape), per-element parameters
 [Fs], states [B, Fs]; an absent optional array is passed with no elements. The potentials are written over the
