@@ -2,7 +2,7 @@
 
 The library is compiled once per machine with the C++ compiler that `CXX` names (default `c++`), against the
 XLA FFI headers that jaxlib ships, into compiled.py's cache directory, keyed by the sources, the flags, the JAX
-version and the CPU (about 10 s with g++). Without a compiler the scans stay XLA loops (`model.cpu_kernel =
+version and the CPU (about 20 s with g++ on 2 cores). Without a compiler the scans stay XLA loops (`model.cpu_kernel =
 "xla"` chooses that explicitly), after one warning.
 """
 from __future__ import annotations
