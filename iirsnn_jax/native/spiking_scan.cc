@@ -52,39 +52,47 @@ inline R ExpNonPositive(R x) {
   return zero ? R(0) : p * scale;
 }
 
-// slope[i] = surrogate'(v[i] - threshold), the formulas of surrogate.py with their constants in R.
+// A surrogate and its constants in R, the reciprocals taken once per kernel call (Slopes runs per chunk).
 template <typename R>
-void Slopes(R* __restrict__ slope, const R* __restrict__ v, int64_t m, R threshold, int64_t kind, double width) {
-  const R over_w = R(1) / static_cast<R>(width);
-  switch (kind) {
-    case kGaussian: {
-      const R over_twice_var = R(1) / static_cast<R>(2.0 * width * width),
-              over_norm = R(1) / static_cast<R>(2.506628 * width);
+struct SlopeParams {
+  int64_t kind;
+  R threshold, over_w, over_twice_var, over_norm, half_over_w, pi_over_two_w;
+};
+
+template <typename R>
+SlopeParams<R> MakeSlopeParams(int64_t kind, R threshold, double width) {
+  return {kind, threshold, R(1) / static_cast<R>(width), R(1) / static_cast<R>(2.0 * width * width),
+          R(1) / static_cast<R>(2.506628 * width), static_cast<R>(0.5 / width),
+          static_cast<R>(3.141592653589793) / static_cast<R>(2.0 * width)};
+}
+
+// slope[i] = surrogate'(v[i] - threshold), the formulas of surrogate.py.
+template <typename R>
+void Slopes(R* __restrict__ slope, const R* __restrict__ v, int64_t m, const SlopeParams<R>& p) {
+  const R threshold = p.threshold;
+  switch (p.kind) {
+    case kGaussian:
       for (int64_t i = 0; i < m; ++i) {
         const R x = v[i] - threshold;
-        slope[i] = ExpNonPositive(-(x * x) * over_twice_var) * over_norm;
+        slope[i] = ExpNonPositive(-(x * x) * p.over_twice_var) * p.over_norm;
       }
       break;
-    }
     case kFastSigmoid:
       for (int64_t i = 0; i < m; ++i) {
-        const R d = R(1) + std::abs(v[i] - threshold) * over_w;
+        const R d = R(1) + std::abs(v[i] - threshold) * p.over_w;
         slope[i] = R(1) / (d * d);
       }
       break;
-    case kAtan: {
-      const R half_over_w = static_cast<R>(0.5 / width),
-              pi_over_two_w = static_cast<R>(3.141592653589793) / static_cast<R>(2.0 * width);
+    case kAtan:
       for (int64_t i = 0; i < m; ++i) {
-        const R u = (v[i] - threshold) * pi_over_two_w;
-        slope[i] = half_over_w / (R(1) + u * u);
+        const R u = (v[i] - threshold) * p.pi_over_two_w;
+        slope[i] = p.half_over_w / (R(1) + u * u);
       }
       break;
-    }
     default:  // kTriangle
       for (int64_t i = 0; i < m; ++i) {
-        const R u = R(1) - std::abs(v[i] - threshold) * over_w;
-        slope[i] = (u > R(0) ? u : R(0)) * over_w;
+        const R u = R(1) - std::abs(v[i] - threshold) * p.over_w;
+        slope[i] = (u > R(0) ? u : R(0)) * p.over_w;
       }
   }
 }
@@ -102,7 +110,9 @@ struct ForwardArgs {
   R *out, *v_out, *spikes;  // v_out is the current's buffer (XLA aliases them): element i is read, then written
   float* counts;
   R *v_final, *r_final, *y1_final, *y2_final;
-  R threshold, keep_divisor;
+  // keep_scale = 1 / (1 - dropout rate): s / (1 - rate) is s times it exactly, s being 0 or 1 (the XLA route
+  // divides)
+  R threshold, keep_scale;
 };
 
 template <typename R, int kOrder, bool kKeep, bool kMembrane>
@@ -123,8 +133,7 @@ void ForwardBlock(const ForwardArgs<R>& a, int64_t block) {
   LoadFeatures(c2, a.a2, n0, m, f, R(0));
   LoadFeatures(cb, a.b, n0, m, f, R(0));
   std::fill(counts, counts + m, 0.0f);
-  // s / keep_divisor is s times its reciprocal exactly, s being 0 or 1 (the XLA route divides)
-  const R threshold = a.threshold, keep_scale = R(1) / a.keep_divisor;
+  const R threshold = a.threshold, keep_scale = a.keep_scale;
   // Absent outputs are written to a scratch row: branch-free stores keep the loop vectorised.
   R scratch_v[kBlock], scratch_s[kBlock];
   for (int64_t t = 0; t < a.shape.length; ++t) {
@@ -186,9 +195,8 @@ struct BackwardArgs {
   const R *ct_v_final, *ct_r_final, *ct_y1_final, *ct_y2_final;
   R *ct_current, *ct_v0, *ct_r0, *lam1, *lam2, *g1, *g2, *gb;  // ct_current is v's buffer: read, then written
   R* ct_current_sum;  // [N]: ct_current summed over T (the bias gradient before the sum over B), or null
-  R threshold, keep_divisor;
-  int64_t surrogate;
-  double width;
+  R threshold, keep_scale;  // keep_scale as in ForwardArgs
+  SlopeParams<R> slope;
   // With a 2x2 max-pool after the filter: ct_out is the pooled output's cotangent [T, B, H', W', C], pooled the
   // pooled output itself; null without.
   const R* pooled;
@@ -286,7 +294,7 @@ void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
     ct_counts[i] = a.ct_counts[sample];
     if (++k == per_sample) k = 0, ++sample;
   }
-  const R threshold = a.threshold, keep_scale = R(1) / a.keep_divisor;
+  const R threshold = a.threshold, keep_scale = a.keep_scale;
   // Absent inputs read a zero row (the XLA route adds zeros there too): branch-free, vectorised loop.
   R zeros[kBlock];
   std::fill(zeros, zeros + m, R(0));
@@ -314,7 +322,7 @@ void BackwardBlock(const BackwardArgs<R>& a, int64_t block) {
     for (int64_t c0 = 0; c0 < m; c0 += kChunk) {
       const int64_t end = std::min(m, c0 + kChunk);
       R slope[kChunk];  // slope[i - c0]
-      Slopes(slope, v + c0, end - c0, threshold, a.surrogate, a.width);
+      Slopes(slope, v + c0, end - c0, a.slope);
 #pragma GCC ivdep
       for (int64_t i = c0; i < end; ++i) {
         const R s = v[i] > threshold ? R(1) : R(0);
@@ -440,7 +448,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer current, ffi::AnyBuf
                         In<R>(a1), In<R>(a2), In<R>(b), Keep(keep), In<R>(v0), In<R>(r0), In<R>(y1_0), In<R>(y2_0),
                         Out<R>(out), Out<R>(v_out), Out<R>(spikes), static_cast<float*>(counts->untyped_data()),
                         Out<R>(v_final), Out<R>(r_final), Out<R>(y1_final), Out<R>(y2_final),
-                        static_cast<R>(threshold), static_cast<R>(keep_divisor)};
+                        static_cast<R>(threshold), R(1) / static_cast<R>(keep_divisor)};
     Dispatch<Forward, R>(pool, args, order, args.keep != nullptr, membrane);
   };
   current.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
@@ -488,7 +496,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool thread_pool, ffi::AnyBuffer ct_out, ffi:
                          In<R>(ct_y2_final),
                          Out<R>(ct_current), Out<R>(ct_v0), Out<R>(ct_r0), Out<R>(lam1), Out<R>(lam2), Out<R>(g1),
                          Out<R>(g2), Out<R>(gb), Out<R>(ct_current_sum), static_cast<R>(threshold),
-                         static_cast<R>(keep_divisor), surrogate, width, In<R>(pooled), pool};
+                         R(1) / static_cast<R>(keep_divisor),
+                         MakeSlopeParams(surrogate, static_cast<R>(threshold), width), In<R>(pooled), pool};
     Dispatch<Backward, R>(thread_pool, args, order, args.keep != nullptr, membrane);
   };
   v.element_type() == ffi::DataType::F32 ? run(0.0f) : run(0.0);
