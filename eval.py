@@ -70,7 +70,8 @@ def main(argv):
         label = {**_epoch_label(position), "step": int(state.step), "checkpoint": FLAGS.checkpoint}
     pipeline = data.build(config, FLAGS.split, batch_size=evaluation.eval_batch_size(config), shuffle=False,
                           drop_remainder=False)
-    eval_step = evaluation.make_jitted_eval_step(graphdef, config.train.loss, mesh, data.make_input_fn(config))
+    eval_step = evaluation.make_jitted_eval_step(graphdef, config.train.loss, mesh, data.make_input_fn(config),
+                                                 config.train.cpu_scheduler)
     _, summary = evaluation.evaluate(eval_step, state.params, state.constants, state.carry, pipeline, mesh)
     line = json.dumps({**label, "split": FLAGS.split, **summary})
     print(line)

@@ -39,6 +39,7 @@ for round in $(seq "$rounds"); do
   reference "snn_conv_1_nmnist b48" snn_conv_1_nmnist 48 3 1
   ours "snn_conv_1_nmnist b48" --config=configs/snn_conv_1_nmnist.py --batch=48 --steps=3
   ours "time series b64" --config=configs/snn_mlp_2.py --batch=64 --steps=20 --length=100 \
-    --config.experiment=time_series "--config.model.layers=L N(256) L N(20)" "--config.model.input_shape=(700,)"
+    --config.experiment=time_series "--config.model.layers=L N(256) L N(20)" "--config.model.input_shape=(700,)" \
+    --config.train.cpu_scheduler=memory
 done
 "$python" "$here/side_by_side_table.py" "$out"

@@ -32,7 +32,8 @@ utilisation undercount: docs/performance.md divides the CPU count instead), matm
 2048x2048 float32 matmuls in this process, 8192x8192 on an accelerator), utilisation = flops / step time / matmul
 FLOP/s, device, huge_pages (whether glibc puts malloc's memory on transparent huge pages, the default:
 iirsnn_jax/hugepages.py), keep_buffers (whether XLA's large buffers stay mapped between steps, the default:
-iirsnn_jax/native/buffer_cache.py) and scan (the filters' solver that model.scan resolved to). The machines are
+iirsnn_jax/native/buffer_cache.py), scan (the filters' solver that model.scan resolved to) and cpu_scheduler
+(train.cpu_scheduler, XLA's scheduler on CPU; null on an accelerator). The machines are
 shared and noisy: compare ratios measured in one run. A flag value that cannot be benchmarked (--batch=0,
 --steps=0, ...) or a bad config value is one line on stderr and exit status 2, without a traceback.
 """
@@ -78,8 +79,10 @@ FLAGS = flags.FLAGS
 # (experiment, batch, timed steps, config overrides): the rows of shared/reference/BASELINE.md, each at its
 # config's T, plus N-MNIST batch 48 with the gradient accumulated over 3 slices of 16 (train.microbatches),
 # plus the time-series shape (Spiking Heidelberg Digits: 700 input channels, T 100), coefficients trained.
+# The time-series shape of issue 14, on snn_mlp_2's config with the default scheduler (as configs/shd.py: this
+# shape's step is up to 1.15x slower with the concurrency-optimised one that snn_mlp_2 chooses).
 TIME_SERIES = ("--config.experiment=time_series", "--config.model.layers=L N(256) L N(20)",
-               "--config.model.input_shape=(700,)", "--length=100")
+               "--config.model.input_shape=(700,)", "--length=100", "--config.train.cpu_scheduler=memory")
 SUITE = (
     ("snn_mlp_1", 64, 20, ()), ("snn_mlp_1", 32, 20, ()),
     ("snn_conv_1_mnist", 32, 3, ()), ("snn_conv_1_mnist", 64, 3, ()),
@@ -197,7 +200,8 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
     input_fn = data.make_input_fn(config) if pipeline_input else None
     train_step = jax.jit(steps_lib.make_train_step(graphdef, optimizer, config.train.loss, config.seed,
                                                    config.train.microbatches, input_fn),
-                         donate_argnums=0, compiler_options=compiler.compiler_options())
+                         donate_argnums=0,
+                         compiler_options=compiler.compiler_options(scheduler=config.train.cpu_scheduler))
     host_batch = (synthetic_pipeline_batch(config, batch, output_features, seed) if pipeline_input
                   else synthetic_batch(config, batch, length, output_features, seed))
     batch_arrays = jax.device_put(host_batch)
@@ -232,6 +236,7 @@ def benchmark(config, batch: int, length: int, steps: int, warmup: int, seed: in
         "device_count": jax.device_count(), "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "huge_pages": hugepages.active(), "keep_buffers": buffer_cache.active(), "scan": model_scan,
+        "cpu_scheduler": config.train.cpu_scheduler if device.platform == "cpu" else None,
         "input": "pipeline" if pipeline_input else "network",
     }
 

@@ -15,6 +15,7 @@ from iirsnn_jax.errors import ConfigError
 
 LOSSES = ("cross_entropy", "mse")
 OPTIMIZERS = ("adam", "adamw")
+CPU_SCHEDULERS = ("memory", "concurrency")  # training/compiler.py names XLA's for each
 BEST_METRICS = ("auto", "accuracy", "loss")
 # Classes of the reference datasets; other sources say theirs in a `num_classes` attribute.
 NUM_CLASSES = {"mnist": 10, "nmnist": 10, "digits": 10, "gesture": 11}
@@ -53,6 +54,8 @@ def check_config(config) -> None:
         raise ConfigError("train.best_metric='accuracy' needs a classifier (train.loss='cross_entropy')")
     if train.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer={train.optimizer!r} must be one of {OPTIMIZERS}")
+    if train.cpu_scheduler not in CPU_SCHEDULERS:
+        raise ConfigError(f"train.cpu_scheduler={train.cpu_scheduler!r} must be one of {CPU_SCHEDULERS}")
     for key in ("train.batch_size", "train.microbatches", "train.keep_checkpoints", "data.length"):
         _at_least(config, key, 1)
     for key in ("train.epochs", "train.eval_batch_size", "train.checkpoint_every_steps", "train.sync_every_steps",

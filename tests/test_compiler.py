@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from iirsnn_jax import validation
 from iirsnn_jax.training import compiler
 
 UNKNOWN = {"xla_cpu_option_that_no_jaxlib_has": "1"}
@@ -29,3 +30,14 @@ def test_a_bad_value_is_dropped_too():
 def test_the_defaults_are_kept_on_cpu():
     expected = compiler.CPU_OPTIONS if jax.default_backend() == "cpu" else {}
     assert compiler.compiler_options() == expected
+
+
+def test_each_scheduler_of_the_config_is_an_xla_scheduler_this_jaxlib_accepts():
+    assert tuple(compiler.CPU_SCHEDULERS) == validation.CPU_SCHEDULERS
+    for name, xla_name in compiler.CPU_SCHEDULERS.items():
+        options = compiler.cpu_options(name)
+        assert options["xla_cpu_scheduler_type"] == xla_name
+        assert compiler.compiler_options(options) == options  # the probe compiled with it: none dropped
+    assert compiler.cpu_options() == compiler.CPU_OPTIONS
+    with pytest.raises(ValueError, match="train.cpu_scheduler='fastest' must be one of"):
+        compiler.cpu_options("fastest")

@@ -53,6 +53,7 @@ def one_line_error(result, *fragments):
     ("train.keep_checkpoints", 0, "train.keep_checkpoints=0 must be >= 1"),
     ("data.length", 0, "data.length=0 must be >= 1"),
     ("train.learning_rate", -0.001, "train.learning_rate=-0.001 must be > 0"),
+    ("train.cpu_scheduler", "fastest", "train.cpu_scheduler='fastest' must be one of ('memory', 'concurrency')"),
     ("train.loss", "mse", "has no output filter 'O'"),
     ("model.layers", "F N(256) F N(5)", "output layer has 5 neurons but digits has 10 classes"),
 ])

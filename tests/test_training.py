@@ -63,6 +63,19 @@ def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
     assert helpers.records(tmp_path) == helpers.records(workdir)
 
 
+def test_the_other_cpu_scheduler_trains_identically(reference_run, tmp_path):
+    """train.cpu_scheduler reorders XLA's operations, not their arithmetic: same metrics, same parameters."""
+    workdir, _ = reference_run
+    config = helpers.tiny_config(cpu_scheduler="concurrency")
+    assert helpers.tiny_config().train.cpu_scheduler == "memory"
+    loop.train_and_evaluate(config, tmp_path)
+    assert helpers.records(tmp_path) == helpers.records(workdir)
+    ours, _, _ = helpers.latest_params(tmp_path)
+    theirs, _, _ = helpers.latest_params(workdir)
+    for key in theirs:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
 def test_preempted_run_resumes_exactly(reference_run, tmp_path):
     """SIGTERM mid-epoch: the run saves and stops; the same command then ends where an uninterrupted run ends."""
     workdir, _ = reference_run

@@ -27,13 +27,13 @@ class EvalStep(NamedTuple):
     plain: Callable
 
 
-def make_jitted_eval_step(graphdef, loss: str, mesh=None, input_fn=None) -> EvalStep:
+def make_jitted_eval_step(graphdef, loss: str, mesh=None, input_fn=None, cpu_scheduler: str = "memory") -> EvalStep:
     """run(params, constants, carry, totals, batch) -> (carry, totals), jitted (accumulate.py); with a mesh,
     parameters are pinned replicated and batches and carried states split along the data axis. input_fn:
     data.make_input_fn(config), which makes the network input from the pipeline's batch on the device."""
     plain = steps.make_eval_step(graphdef, loss, input_fn)
     step = accumulate.accumulating_eval_step(plain)
-    options = dict(donate_argnums=3, compiler_options=compiler.compiler_options())
+    options = dict(donate_argnums=3, compiler_options=compiler.compiler_options(scheduler=cpu_scheduler))
     if mesh is not None:
         rep, split = parallel.replicated(mesh), parallel.batch_sharded(mesh)
         options.update(in_shardings=(rep, rep, split, rep, split), out_shardings=(split, rep))

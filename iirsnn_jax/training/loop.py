@@ -136,10 +136,12 @@ def prepare(config, workdir, *, overwrite: bool = False) -> Run:
     leaf_shardings = jax.tree.leaves(shardings)
     train_step = jax.jit(_on_leaves(accumulate.accumulating_train_step(plain), state_def),
                          in_shardings=(leaf_shardings, rep, split), out_shardings=(leaf_shardings, rep),
-                         donate_argnums=(0, 1), compiler_options=compiler.compiler_options())
+                         donate_argnums=(0, 1),
+                         compiler_options=compiler.compiler_options(scheduler=config.train.cpu_scheduler))
     run = Run(config, Workdir(workdir), mesh, train_data, dev_data, graphdef,
               optimizer_lib.learning_rate_schedule(config.train, len(train_data)), plain, train_step, state_def,
-              evaluation.make_jitted_eval_step(graphdef, config.train.loss, mesh, input_fn), state)
+              evaluation.make_jitted_eval_step(graphdef, config.train.loss, mesh, input_fn,
+                                               config.train.cpu_scheduler), state)
     if jax.process_index() == 0:
         run.workdir.lock()
     try:

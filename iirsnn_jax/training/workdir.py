@@ -38,7 +38,7 @@ STALE_AFTER_S = 600.0  # ten missed heartbeats: a lock of another host older tha
 RUN_CONTROL_FIELDS = frozenset({
     "train.epochs", "train.progress_bar", "train.checkpoint_every_steps", "train.checkpoint_min_interval_s",
     "train.keep_checkpoints", "train.eval_batch_size", "train.sync_every_steps", "data.root", "data.cache",
-    "data.cache_dir", "data.num_workers", "data.prefetch", "data.skip_corrupt",
+    "data.cache_dir", "data.num_workers", "data.prefetch", "data.skip_corrupt", "train.cpu_scheduler",
 })
 RUN_FILES = ("config.json", "metrics.jsonl", "tensorboard", "checkpoints")
 
