@@ -9,8 +9,9 @@ The CPU options below are experimental names of this jax release (docs/performan
   the memory-optimised one makes them when they are needed: N-MNIST batch 48 once peaked at 5.1 instead of
   7.4 GB and ran 1.15-1.3x faster (fewer page faults). It is the default ("memory"). On a small network the
   other one can win: snn_mlp_1's step is 1.05-1.08x faster with it (its dense layers' weight gradients run
-  beside the next layer's backward instead of after all of them), the time-series network's 1.15x slower,
-  so the MLP configs choose "concurrency". The order of the operations changes, not their results.
+  beside the next layer's backward instead of after all of them), while the time-series shape's is up to
+  1.15x slower, so the MLP configs choose "concurrency". The order of the operations changes, not their
+  results.
 
 A jaxlib that renamed or dropped one of them must still run: each option is tried once per process on a tiny
 program, and one that XLA rejects is left out with a warning.
