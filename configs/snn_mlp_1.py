@@ -11,6 +11,6 @@ def get_config():
     config.experiment = "snn_mlp_1"
     config.model.layers = "F N(500) D F N(500) D F N(10)"
     config.model.input_shape = (784,)
-    # XLA's concurrency-optimised scheduler: this step 1.07-1.10x faster, the same results (training/compiler.py)
+    # XLA's concurrency-optimised scheduler: this step 1.05-1.08x faster, the same results (training/compiler.py)
     config.train.cpu_scheduler = "concurrency"
     return config

@@ -107,7 +107,7 @@ def default_config() -> ml_collections.ConfigDict:
     train.sync_every_steps = 0
     train.progress_bar = True
     # XLA's CPU scheduler for the jitted steps (training/compiler.py): memory (the peak stays low: conv
-    # networks) | concurrency (independent kernels overlap: 1.05-1.08x on the MLPs). Same results either way.
+    # networks) | concurrency (independent kernels overlap: 1.05-1.10x on the MLPs). Same results either way.
     train.cpu_scheduler = "memory"
     return config
 

@@ -103,6 +103,27 @@ def test_crash_resumes_from_the_last_step_checkpoint(reference_run, tmp_path):
     assert helpers.records(tmp_path) == helpers.records(workdir)
 
 
+@pytest.mark.parametrize("cpu_kernel", ["native", "xla"])
+def test_a_non_finite_gradient_behind_a_finite_loss_is_flagged(cpu_kernel):
+    """A NaN bias makes every potential of its layer NaN; its spikes are then all 0, so the loss stays finite,
+    but the surrogate's slope at NaN makes that layer's gradients NaN: the step's check must see them."""
+    config = helpers.tiny_config()
+    config.model.cpu_kernel = cpu_kernel
+    graphdef, state = helpers.fresh_state(config)
+    optimizer = optimizer_lib.make_optimizer(config.train, 1)
+    step = jax.jit(steps.make_train_step(graphdef, optimizer, config.train.loss, 0, 1))
+    rng = np.random.default_rng(2)
+    batch = {"input": rng.random((16, 6, 64), dtype=np.float32), "label": rng.integers(0, 10, 16).astype(np.int32),
+             "mask": np.ones(16, np.float32)}
+    _, sums = step(state, batch)
+    assert float(sums["nonfinite_gradients"]) == 0.0
+    poisoned = lambda name: "dense1" in name and "bias" in name
+    poison = lambda path, x: x * np.nan if poisoned(jax.tree_util.keystr(path)) else x
+    _, sums = step(state._replace(params=jax.tree_util.tree_map_with_path(poison, state.params)), batch)
+    assert np.isfinite(float(sums["loss_sum"]))
+    assert float(sums["nonfinite_gradients"]) == 1.0
+
+
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
     poison = lambda batch: dict(batch, input=np.full_like(batch["input"], np.nan))
     with helpers.at_train_batch(1, 5, poison), pytest.raises(loop.NonFiniteLoss, match=r"step 85 \(epoch 1, batch 5\)"):

@@ -27,10 +27,12 @@ class EvalStep(NamedTuple):
     plain: Callable
 
 
-def make_jitted_eval_step(graphdef, loss: str, mesh=None, input_fn=None, cpu_scheduler: str = "memory") -> EvalStep:
+def make_jitted_eval_step(graphdef, loss: str, mesh=None, input_fn=None,
+                          cpu_scheduler: str = "memory") -> EvalStep:
     """run(params, constants, carry, totals, batch) -> (carry, totals), jitted (accumulate.py); with a mesh,
     parameters are pinned replicated and batches and carried states split along the data axis. input_fn:
-    data.make_input_fn(config), which makes the network input from the pipeline's batch on the device."""
+    data.make_input_fn(config), which makes the network input from the pipeline's batch on the device.
+    cpu_scheduler: train.cpu_scheduler, XLA's scheduler on CPU (training/compiler.py)."""
     plain = steps.make_eval_step(graphdef, loss, input_fn)
     step = accumulate.accumulating_eval_step(plain)
     options = dict(donate_argnums=3, compiler_options=compiler.compiler_options(scheduler=cpu_scheduler))

@@ -134,7 +134,7 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, loss: str
         # (and flagged finite gradients whose norm overflowed): snn_mlp_1's step under the memory-optimised
         # scheduler was 1.02-1.05x slower with it.
         finite = [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]
-        sums["nonfinite_gradients"] = 1.0 - jnp.all(jnp.stack(finite)).astype(jnp.float32)
+        sums["nonfinite_gradients"] = 1.0 - jnp.all(jnp.asarray(finite, dtype=bool)).astype(jnp.float32)
         return new_state, sums
 
     return train_step
