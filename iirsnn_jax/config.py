@@ -52,7 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
     model.param_dtype = "float32"  # parameter dtype
     model.scan = "auto"  # filter recurrences: auto | sequential | associative (iirsnn_jax/models.py)
     # The spiking scans and the filters' recurrences on CPU: "native", C++ kernels compiled on first use
-    # (iirsnn_jax/native; the same spikes, faster), or "xla", lax.scans. Accelerators always run the lax.scans.
+    # (iirsnn_jax/native; the same spikes, faster; they also lay out the conv kernel gradients' operands), or
+    # "xla", lax.scans and XLA's transposes. Accelerators always run the lax.scans.
     model.cpu_kernel = "native"
 
     data = config.data = ml_collections.ConfigDict()

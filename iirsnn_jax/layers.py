@@ -270,7 +270,7 @@ class SpikingConv(SpikingLayer):
         t, b = x.shape[:2]
         frames = x.reshape(t * b, *x.shape[2:]).astype(self.dtype)
         current = convolution.conv2d(frames, self.kernel[...].astype(self.dtype), self.stride, self.padding,
-                                     self.state_dtype)
+                                     self.state_dtype, self.cpu_kernel)
         return current.reshape(t, b, *current.shape[1:])
 
 

@@ -21,7 +21,7 @@ from iirsnn_jax.native import compiled
 
 OPTIONS = ("native", "xla")  # model.cpu_kernel: the compiled kernels, or XLA's lax.scan loops
 HERE = Path(__file__).parent
-SOURCES = ("spiking_scan.cc", "linear_recurrence.cc")
+SOURCES = ("spiking_scan.cc", "linear_recurrence.cc", "conv_layout.cc")
 HEADERS = ("blocks.h",)
 # The FFI handlers each source defines, by the names the Python wrappers call them.
 TARGETS = {
@@ -29,6 +29,7 @@ TARGETS = {
     "iirsnn_spiking_scan_backward": "IirsnnSpikingScanBackward",
     "iirsnn_linear_recurrence_forward": "IirsnnLinearRecurrenceForward",
     "iirsnn_linear_recurrence_backward": "IirsnnLinearRecurrenceBackward",
+    "iirsnn_conv_layout": "IirsnnConvLayout",
 }
 # FMA contraction as XLA CPU's LLVM backend contracts: the forward passes then round exactly as the XLA route.
 # No trapping math: lets gcc turn selects into vector blends (the results do not change).
